@@ -1,0 +1,56 @@
+// Unmovable and reclaimable kernel memory (slab, page tables), the allocations that pin
+// pageblocks: a pageblock holding one of these pages can never be compacted into a free 2 MiB
+// block (mm/compaction.c cannot migrate them).
+
+import { assert } from "../core/assert.ts";
+import { PAGE_SIZE } from "../core/limits.ts";
+import { FrameKind, NO_PFN } from "./frame_table.ts";
+import { GFP_KERNEL, GFP_KERNEL_RECLAIMABLE } from "./gfp.ts";
+import type { GuestMemory } from "./guest_memory.ts";
+import { createOwner, type Owner } from "./owners.ts";
+import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
+
+export interface KernelAllocation {
+  readonly owner: Owner;
+  /** Pages that could not be allocated. */
+  readonly missingPages: number;
+}
+
+/**
+ * Allocates `sizeBytes` of kernel memory as order-0 pages. With `spread` = k > 1 it allocates k
+ * times as many and frees all but every k-th, as a slab cache does after most objects are freed:
+ * the pages that stay are spread over k times as many pageblocks.
+ */
+export function allocKernelMemory(
+  memory: GuestMemory,
+  name: string,
+  sizeBytes: number,
+  spread: number,
+  reclaimable: boolean,
+): KernelAllocation {
+  assert(Number.isInteger(spread) && spread >= 1, "spread must be a positive integer");
+  const keepPages = Math.ceil(sizeBytes / PAGE_SIZE);
+  const kind = reclaimable ? FrameKind.KernelReclaimable : FrameKind.Kernel;
+  const gfp = reclaimable ? GFP_KERNEL_RECLAIMABLE : GFP_KERNEL;
+  const owner = createOwner(memory.owners, kind, name, keepPages * spread);
+  let missingPages = 0;
+  for (let index = 0; index < owner.pages.length; index++) {
+    const pfn = allocPages(memory, gfp, 0);
+    if (pfn === NO_PFN) {
+      missingPages++;
+      continue;
+    }
+    assignFrames(memory, pfn, 0, kind, owner.id, index);
+    owner.pages[index] = pfn;
+    owner.residentPages++;
+  }
+  for (let index = 0; index < owner.pages.length; index++) {
+    if (index % spread === 0) continue;
+    const pfn = owner.pages[index]!;
+    if (pfn === NO_PFN) continue;
+    freePages(memory, pfn, 0);
+    owner.pages[index] = NO_PFN;
+    owner.residentPages--;
+  }
+  return { owner, missingPages };
+}

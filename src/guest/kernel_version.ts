@@ -1,0 +1,141 @@
+// The kernel behaviours a guest (and later a host) can run. Everything that differs between the
+// supported versions is in this one table; code asks the table, never a version string.
+
+export const KERNEL_VERSIONS = ["5.6", "6.1", "6.18"] as const;
+export type KernelVersion = (typeof KERNEL_VERSIONS)[number];
+
+export interface KernelRules {
+  readonly version: KernelVersion;
+  /** MAX_ORDER inclusive (commit 23baf831a32c "mm, treewide: redefine MAX_ORDER sanely", v6.4). */
+  readonly maxOrderInclusive: boolean;
+  /** The first 1 MiB is always reserved (arch/x86/kernel/setup.c, v5.13); 64 KiB before. */
+  readonly reserveFirstMiB: boolean;
+  /** Proactive compaction, vm.compaction_proactiveness (mm/compaction.c, v5.9, Nitin Gupta). */
+  readonly proactiveCompaction: boolean;
+  /**
+   * Pages go to the tail of the free lists when boot memory or onlined memory is freed
+   * (__free_pages_core), when isolated (reported) pages are put back (__putback_isolated_page)
+   * and when move_to_free_list moves them between lists: the series "mm: place pages to the tail
+   * when onlining and undoing isolation" (v5.10, David Hildenbrand). Before it, all went to the head.
+   */
+  readonly placePagesToTail: boolean;
+  /** High-order pcp lists, orders 1..3 and pageblock_order (commit 44042b449872, v5.14). */
+  readonly highOrderPcp: boolean;
+  /** page_reporting_order module parameter (mm/page_reporting.c, v5.14, Gavin Shan). */
+  readonly pageReportingOrderParam: boolean;
+  /**
+   * __free_one_page refuses to merge pageblocks of different types when either is not
+   * migratetype_is_mergeable (ISOLATE, CMA, HIGHATOMIC) (mm/page_alloc.c, v5.18); before, only
+   * ISOLATE blocks stopped a merge.
+   */
+  readonly mergeRuleMergeable: boolean;
+  /**
+   * Freelist migratetype hygiene (mm/page_alloc.c, v6.10, Johannes Weiner): a free block is always
+   * on its pageblock's list, merging retypes the buddy's block, stealing takes exactly the order.
+   */
+  readonly freelistHygiene: boolean;
+  /** __rmqueue_claim / __rmqueue_steal split of the fallback path (mm/page_alloc.c, v6.15). */
+  readonly rmqueueClaimSteal: boolean;
+  /** min_free_kbytes upper clamp in calculate_min_free_kbytes (mm/page_alloc.c): 262144 since 5.7. */
+  readonly minFreeKbytesMax: number;
+  /** Shmem THP split on a partial hole punch (commit 71725ed10c40, v5.7); used for host kernels. */
+  readonly shmemSplitOnPunch: boolean;
+  /**
+   * Empty PTE tables are freed by MADV_DONTNEED over a whole 2 MiB range, so the range can take a
+   * THP again (CONFIG_PT_RECLAIM, mm/pt_reclaim.c, v6.14, Qi Zheng).
+   */
+  readonly ptReclaim: boolean;
+  /**
+   * deferred_split_folio at fault and collapse time, for the underused-THP shrinker
+   * ("mm: split underused THPs", v6.12, Usama Arif).
+   */
+  readonly thpQueueAtFault: boolean;
+  /**
+   * khugepaged collapses a range still mapped by a PTE-mapped THP ("mm: thp: khugepaged: add
+   * support for collapsing PTE-mapped THP", v5.8, Kirill Shutemov); 5.6 fails SCAN_PAGE_COMPOUND.
+   */
+  readonly collapsePteMappedThp: boolean;
+  /** Per-cpu high auto-tuning (mm/page_alloc.c, v6.7, Huang Ying). */
+  readonly pcpHighAutoTune: boolean;
+  /**
+   * Compaction keeps isolated free pages as per-order chunks split on demand, and migrates large
+   * folios below the target order and pageblock order ("compacting >0 order folios",
+   * mm/compaction.c, v6.10, Zi Yan); before, free pages were split to order 0 (split_map_pages)
+   * and every compound page was skipped.
+   */
+  readonly compactionFolioOrders: boolean;
+}
+
+const RULES: Record<KernelVersion, KernelRules> = {
+  "5.6": {
+    version: "5.6",
+    maxOrderInclusive: false,
+    reserveFirstMiB: false,
+    proactiveCompaction: false,
+    placePagesToTail: false,
+    highOrderPcp: false,
+    pageReportingOrderParam: false,
+    mergeRuleMergeable: false,
+    freelistHygiene: false,
+    rmqueueClaimSteal: false,
+    minFreeKbytesMax: 65536,
+    shmemSplitOnPunch: false,
+    pcpHighAutoTune: false,
+    ptReclaim: false,
+    thpQueueAtFault: false,
+    collapsePteMappedThp: false,
+    compactionFolioOrders: false,
+  },
+  "6.1": {
+    version: "6.1",
+    maxOrderInclusive: false,
+    reserveFirstMiB: true,
+    proactiveCompaction: true,
+    placePagesToTail: true,
+    highOrderPcp: true,
+    pageReportingOrderParam: true,
+    mergeRuleMergeable: true,
+    freelistHygiene: false,
+    rmqueueClaimSteal: false,
+    minFreeKbytesMax: 262144,
+    shmemSplitOnPunch: true,
+    pcpHighAutoTune: false,
+    ptReclaim: false,
+    thpQueueAtFault: false,
+    collapsePteMappedThp: true,
+    compactionFolioOrders: false,
+  },
+  "6.18": {
+    version: "6.18",
+    maxOrderInclusive: true,
+    reserveFirstMiB: true,
+    proactiveCompaction: true,
+    placePagesToTail: true,
+    highOrderPcp: true,
+    pageReportingOrderParam: true,
+    mergeRuleMergeable: true,
+    freelistHygiene: true,
+    rmqueueClaimSteal: true,
+    minFreeKbytesMax: 262144,
+    shmemSplitOnPunch: true,
+    pcpHighAutoTune: true,
+    ptReclaim: true,
+    thpQueueAtFault: true,
+    collapsePteMappedThp: true,
+    compactionFolioOrders: true,
+  },
+};
+
+export function isKernelVersion(value: string): value is KernelVersion {
+  return (KERNEL_VERSIONS as readonly string[]).includes(value);
+}
+
+/** The rules of a supported version; any other version is refused with a clear message. */
+export function kernelRules(version: string): KernelRules {
+  if (!isKernelVersion(version)) {
+    throw new RangeError(
+      `unsupported kernel version "${version}": expected one of ${KERNEL_VERSIONS.join(", ")}`,
+    );
+  }
+  return RULES[version];
+}

@@ -1,0 +1,355 @@
+// The zoned page allocator's entry points (mm/page_alloc.c: __alloc_pages,
+// get_page_from_freelist, rmqueue, __rmqueue, __alloc_pages_slowpath, free_the_page).
+//
+// Theory of operation. A request names an order and GFP flags. The fast path walks the zones
+// from the highest the flags allow down to DMA, takes the first whose free pages clear the LOW
+// watermark (plus the lowmem reserve kept for higher zones), and takes a block from its per-cpu
+// list or buddy lists, falling back to other migratetypes when its own are empty. When no zone
+// clears LOW, the slow path wakes kswapd, retries against MIN, and, if the caller may block,
+// compacts and reclaims directly before giving up. Nothing here invents an OOM kill: a request
+// that cannot be met fails and is counted.
+
+import { assert } from "../core/assert.ts";
+import { MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, pageblock_order } from "../core/limits.ts";
+import { FPI_NONE, freeOnePage, rmqueueSmallest } from "./buddy.ts";
+import {
+  ALLOC_NOFRAGMENT,
+  type FallbackResult,
+  rmqueueClaim,
+  rmqueueFallback,
+  rmqueueSteal,
+} from "./fallback.ts";
+import { FRAME_TAIL, FrameKind, NO_PFN } from "./frame_table.ts";
+import {
+  __GFP_DIRECT_RECLAIM,
+  __GFP_DMA32,
+  __GFP_HIGHMEM,
+  __GFP_KSWAPD_RECLAIM,
+  __GFP_NORETRY,
+  __GFP_RETRY_MAYFAIL,
+  gfpMigratetype,
+} from "./gfp.ts";
+import { type GuestMemory, zoneIndexOf, zoneOfPfn } from "./guest_memory.ts";
+import { drainPcp, pcpAlloc, pcpAllowedOrder, pcpFree } from "./pcp.ts";
+import { VmEvent } from "./vm_event.ts";
+import { wmarkPages, zoneWatermarkOk } from "./watermarks.ts";
+import { WMARK_LOW, WMARK_MIN, type Zone, ZoneType } from "./zone.ts";
+
+/** ALLOC_KSWAPD (mm/internal.h): wake kswapd on a boosted watermark. */
+const ALLOC_KSWAPD = 0x800;
+/** MAX_RECLAIM_RETRIES / MAX_COMPACT_RETRIES (mm/page_alloc.c). */
+const MAX_COMPACT_RETRIES = 16;
+/** enum compact_priority (include/linux/compaction.h): lower is stronger. */
+export const COMPACT_PRIO_SYNC_FULL = 0;
+export const COMPACT_PRIO_SYNC_LIGHT = 1;
+export const COMPACT_PRIO_ASYNC = 2;
+/** SWAP_CLUSTER_MAX (include/linux/swap.h): pages reclaimed per direct reclaim round. */
+export const SWAP_CLUSTER_MAX = 32;
+
+const fallbackResult: FallbackResult = { boosted: false };
+
+/** The highest zone a request may use (gfp_zone). */
+function highestZoneType(memory: GuestMemory, gfp: number): number {
+  if ((gfp & __GFP_DMA32) !== 0) return ZoneType.DMA32;
+  if ((gfp & __GFP_HIGHMEM) === 0) {
+    // GFP_KERNEL on x86-64 may use ZONE_NORMAL too; only Movable needs __GFP_HIGHMEM|MOVABLE.
+    return memory.zoneByType[ZoneType.Normal] !== undefined ? ZoneType.Normal : ZoneType.DMA32;
+  }
+  return memory.zoneByType[ZoneType.Normal] !== undefined ? ZoneType.Normal : ZoneType.DMA32;
+}
+
+/**
+ * Models alloc_flags_nofragment (mm/page_alloc.c): when the preferred zone is Normal and DMA32
+ * exists, first try not to fall back below pageblock order.
+ */
+function allocFlagsNofragment(memory: GuestMemory, highestZone: number): number {
+  if (highestZone !== ZoneType.Normal) return 0;
+  return memory.zoneByType[ZoneType.DMA32] !== undefined ? ALLOC_NOFRAGMENT : 0;
+}
+
+/** enum rmqueue_mode (mm/page_alloc.c, v6.16): where __rmqueue starts within one bulk refill. */
+const RMQUEUE_NORMAL = 0;
+const RMQUEUE_STEAL = 1;
+
+/**
+ * The request a per-cpu refill serves. The model is single-threaded, so one module-level context
+ * lets the refill callback be a plain function (no closure per allocation on the hot path).
+ */
+const refill = {
+  memory: undefined as GuestMemory | undefined,
+  allocFlags: 0,
+  /** rmqueue_mode, kept across the calls of one rmqueue_bulk batch (v6.16+). */
+  mode: RMQUEUE_NORMAL,
+};
+
+/**
+ * Models __rmqueue (mm/page_alloc.c): the wanted type's lists, then fallback. 5.6/6.1 move pages
+ * by __rmqueue_fallback and retry; 6.15+ claim a whole block, then steal a single page, and
+ * after a steal the rest of a bulk refill steals directly (rmqueue_mode, v6.16).
+ */
+export function rmqueueBuddy(
+  memory: GuestMemory,
+  zone: Zone,
+  order: number,
+  migratetype: number,
+  allocFlags: number,
+): number {
+  const table = memory.table;
+  const boost = memory.watermarkBoostFactor;
+  fallbackResult.boosted = false;
+  let pfn = NO_PFN;
+  if (memory.rules.rmqueueClaimSteal) {
+    if (refill.mode === RMQUEUE_NORMAL) {
+      pfn = rmqueueSmallest(table, zone, order, migratetype);
+      if (pfn !== NO_PFN) return pfn;
+      pfn = rmqueueClaim(table, zone, order, migratetype, allocFlags, boost, fallbackResult);
+    }
+    if (pfn === NO_PFN && (allocFlags & ALLOC_NOFRAGMENT) === 0) {
+      pfn = rmqueueSteal(table, zone, order, migratetype);
+      if (pfn !== NO_PFN) refill.mode = RMQUEUE_STEAL;
+    }
+  } else {
+    pfn = rmqueueSmallest(table, zone, order, migratetype);
+    for (let attempt = 0; attempt < 2 && pfn === NO_PFN; attempt++) {
+      if (!rmqueueFallback(table, zone, order, migratetype, allocFlags, boost, fallbackResult)) {
+        break;
+      }
+      pfn = rmqueueSmallest(table, zone, order, migratetype);
+    }
+  }
+  if (fallbackResult.boosted && (allocFlags & ALLOC_KSWAPD) !== 0) {
+    // ZONE_BOOSTED_WATERMARK: rmqueue wakes kswapd, which reclaims the boost and wakes kcompactd.
+    wakeupKswapd(memory, 0);
+  }
+  return pfn;
+}
+
+/** The refill source for per-cpu lists: __rmqueue under the current request's flags. */
+function rmqueueForRefill(zone: Zone, order: number, migratetype: number): number {
+  return rmqueueBuddy(refill.memory!, zone, order, migratetype, refill.allocFlags);
+}
+
+/** Models rmqueue (mm/page_alloc.c): per-cpu lists for small orders, else the buddy lists. */
+function rmqueue(
+  memory: GuestMemory,
+  zone: Zone,
+  order: number,
+  migratetype: number,
+  allocFlags: number,
+): number {
+  const set = memory.pcp[zoneIndexOf(memory, zone)]![memory.cpu]!;
+  refill.mode = RMQUEUE_NORMAL;
+  if (pcpAllowedOrder(set, order)) {
+    refill.memory = memory;
+    refill.allocFlags = allocFlags;
+    return pcpAlloc(memory.table, zone, set, order, migratetype, rmqueueForRefill);
+  }
+  return rmqueueBuddy(memory, zone, order, migratetype, allocFlags);
+}
+
+/**
+ * Models zone_watermark_fast + get_page_from_freelist: the first zone, highest first, that clears
+ * `mark` and yields a block. With ALLOC_NOFRAGMENT a failed pass is retried without it.
+ */
+function getPageFromFreelist(
+  memory: GuestMemory,
+  order: number,
+  migratetype: number,
+  mark: number,
+  highestZone: number,
+  allocFlags: number,
+): number {
+  for (;;) {
+    for (let type = highestZone; type >= 0; type--) {
+      const zone = memory.zoneByType[type];
+      if (zone === undefined || zone.managedPages === 0) continue;
+      const markPages = wmarkPages(zone, mark);
+      if (!zoneWatermarkOk(zone, order, markPages, highestZone, zone.freePages)) continue;
+      const pfn = rmqueue(memory, zone, order, migratetype, allocFlags);
+      if (pfn !== NO_PFN) {
+        memory.events[VmEvent.pgalloc_dma + zone.type]! += 1 << order;
+        return pfn;
+      }
+    }
+    if ((allocFlags & ALLOC_NOFRAGMENT) === 0) return NO_PFN;
+    allocFlags &= ~ALLOC_NOFRAGMENT;
+  }
+}
+
+/** Models wakeup_kswapd: note the request; the scheduler runs kswapd in sim time. */
+export function wakeupKswapd(memory: GuestMemory, order: number): void {
+  memory.background.kswapdWoken = true;
+  memory.background.kswapdOrder = Math.max(memory.background.kswapdOrder, order);
+}
+
+/**
+ * Models __alloc_pages: the fast path at LOW, then the slow path. Returns the pfn of the block
+ * (frames still Free: the caller assigns an owner) or NO_PFN.
+ */
+export function allocPages(memory: GuestMemory, gfp: number, order: number): number {
+  assert(order >= 0 && order <= 10, () => `order ${order} out of range`);
+  const migratetype = gfpMigratetype(gfp);
+  const highestZone = highestZoneType(memory, gfp);
+  const allocFlags =
+    allocFlagsNofragment(memory, highestZone) |
+    ((gfp & __GFP_KSWAPD_RECLAIM) !== 0 ? ALLOC_KSWAPD : 0);
+  const pfn = getPageFromFreelist(memory, order, migratetype, WMARK_LOW, highestZone, allocFlags);
+  if (pfn !== NO_PFN) return pfn;
+  return allocPagesSlowpath(memory, gfp, order, migratetype, highestZone);
+}
+
+/**
+ * Models __alloc_pages_slowpath, reduced to the steps the model has: wake kswapd, retry at MIN,
+ * costly-order async compaction before reclaim, then rounds of direct reclaim and compaction
+ * with rising priority, bounded by MAX_COMPACT_RETRIES.
+ */
+function allocPagesSlowpath(
+  memory: GuestMemory,
+  gfp: number,
+  order: number,
+  migratetype: number,
+  highestZone: number,
+): number {
+  const kswapd = (gfp & __GFP_KSWAPD_RECLAIM) !== 0;
+  const allocFlags = kswapd ? ALLOC_KSWAPD : 0;
+  if (kswapd) {
+    wakeupKswapd(memory, order);
+    runKswapdNow(memory);
+  }
+  let pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+  if (pfn !== NO_PFN) return pfn;
+  if ((gfp & __GFP_DIRECT_RECLAIM) === 0) return allocFailed(memory);
+  const costly = order > PAGE_ALLOC_COSTLY_ORDER;
+  const hooks = memory.hooks;
+  if (order > 0 && (costly || migratetype !== MIGRATE_MOVABLE) && hooks !== undefined) {
+    memory.events[VmEvent.compact_stall]!++;
+    const compacted = hooks.compact(memory, order, migratetype, COMPACT_PRIO_ASYNC);
+    pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+    if (pfn !== NO_PFN) {
+      memory.events[VmEvent.compact_success]!++;
+      return pfn;
+    }
+    memory.events[VmEvent.compact_fail]!++;
+    // "costly order with __GFP_NORETRY: give up if compaction was skipped or deferred".
+    if (costly && (gfp & __GFP_NORETRY) !== 0 && !compacted) return allocFailed(memory);
+  }
+  let priority = COMPACT_PRIO_ASYNC;
+  for (let round = 0; round < MAX_COMPACT_RETRIES; round++) {
+    memory.events[VmEvent.allocstall_normal]!++;
+    const reclaimed = hooks?.reclaim(memory, Math.max(SWAP_CLUSTER_MAX, 1 << order), true) ?? 0;
+    drainAllPages(memory);
+    pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+    if (pfn !== NO_PFN) return pfn;
+    if (order > 0 && hooks !== undefined) {
+      memory.events[VmEvent.compact_stall]!++;
+      hooks.compact(memory, order, migratetype, priority);
+      pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+      if (pfn !== NO_PFN) {
+        memory.events[VmEvent.compact_success]!++;
+        return pfn;
+      }
+      memory.events[VmEvent.compact_fail]!++;
+    }
+    if ((gfp & __GFP_NORETRY) !== 0) break;
+    if (costly && (gfp & __GFP_RETRY_MAYFAIL) === 0) break;
+    // should_compact_retry: raise the priority; should_reclaim_retry: stop without progress.
+    if (priority > COMPACT_PRIO_SYNC_FULL) priority--;
+    else if (reclaimed === 0) break;
+  }
+  return allocFailed(memory);
+}
+
+function allocFailed(_memory: GuestMemory): number {
+  return NO_PFN;
+}
+
+/** kswapd runs as soon as it is woken: the model has no concurrency inside one request. */
+function runKswapdNow(memory: GuestMemory): void {
+  const hooks = memory.hooks;
+  if (hooks === undefined || !memory.background.kswapdWoken) return;
+  kswapdBalance(memory);
+}
+
+/**
+ * Models balance_pgdat, reduced: reclaim clean page cache until every zone is above its high
+ * watermark plus boost; then clear boosts and, if there were any or the wake was for a high
+ * order, wake kcompactd (kswapd_try_to_sleep → wakeup_kcompactd).
+ */
+export function kswapdBalance(memory: GuestMemory): void {
+  const hooks = memory.hooks;
+  const order = memory.background.kswapdOrder;
+  memory.background.kswapdWoken = false;
+  memory.background.kswapdOrder = 0;
+  memory.events[VmEvent.pageoutrun]!++;
+  let boosted = false;
+  for (const zone of memory.zones) {
+    if (zone.watermarkBoost > 0) boosted = true;
+    const target = zone.watermark[2]! + zone.watermarkBoost;
+    let guard = 0;
+    while (zone.freePages < target && hooks !== undefined && guard < 1024) {
+      guard++;
+      if (hooks.reclaim(memory, SWAP_CLUSTER_MAX, false) === 0) break;
+      drainAllPages(memory);
+    }
+    zone.watermarkBoost = 0;
+  }
+  if (boosted) wakeupKcompactd(memory, pageblock_order);
+  else if (order > 0) wakeupKcompactd(memory, order);
+}
+
+/** Models wakeup_kcompactd: remember the highest order asked for. */
+export function wakeupKcompactd(memory: GuestMemory, order: number): void {
+  memory.background.kcompactdOrder = Math.max(memory.background.kcompactdOrder, order);
+}
+
+/** Models drain_all_pages: every CPU's per-cpu lists back to the buddy allocator. */
+export function drainAllPages(memory: GuestMemory): void {
+  memory.zones.forEach((zone, index) => {
+    for (const set of memory.pcp[index]!) {
+      if (set.count > 0) drainPcp(memory.table, zone, set);
+    }
+  });
+}
+
+/**
+ * Gives the frames of an allocated block an owner: kind, reverse map (owner id, index), and
+ * PageTail on the frames after the head of a compound block.
+ */
+export function assignFrames(
+  memory: GuestMemory,
+  pfn: number,
+  order: number,
+  kind: FrameKind,
+  ownerId: number,
+  index: number,
+): void {
+  const { table } = memory;
+  const count = 1 << order;
+  table.state[pfn] = kind;
+  table.order[pfn] = order;
+  table.link0[pfn] = ownerId;
+  table.link1[pfn] = index;
+  for (let i = 1; i < count; i++) {
+    table.state[pfn + i] = kind | FRAME_TAIL;
+    table.order[pfn + i] = 0;
+    table.link0[pfn + i] = ownerId;
+    table.link1[pfn + i] = index + i;
+  }
+}
+
+/**
+ * Models __free_pages / free_the_page: clear the frames' owner, then free through the per-cpu
+ * lists for small orders or straight to __free_one_page.
+ */
+export function freePages(memory: GuestMemory, pfn: number, order: number): void {
+  const { table } = memory;
+  const zone = zoneOfPfn(memory, pfn);
+  assert(zone !== undefined, () => `free of pfn ${pfn} outside every zone`);
+  table.state.fill(FrameKind.Free, pfn, pfn + (1 << order));
+  table.order[pfn] = 0;
+  memory.events[VmEvent.pgfree]! += 1 << order;
+  const mt = table.pageblockMt[pfn >>> pageblock_order]!;
+  const set = memory.pcp[zoneIndexOf(memory, zone)]![memory.cpu]!;
+  if (pcpAllowedOrder(set, order)) pcpFree(table, zone, set, pfn, order, mt);
+  else freeOnePage(table, zone, pfn, order, mt, FPI_NONE);
+}

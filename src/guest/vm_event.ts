@@ -1,0 +1,88 @@
+// Event counters (include/linux/vm_event_item.h, mm/vmstat.c): monotonic counts named exactly as
+// /proc/vmstat names them, bumped where the kernel bumps them. One Float64Array, indexed by a
+// const enum, so counting costs one add.
+
+export enum VmEvent {
+  pgalloc_dma = 0,
+  pgalloc_dma32,
+  pgalloc_normal,
+  pgalloc_movable,
+  pgfree,
+  pgfault,
+  pgscan_kswapd,
+  pgscan_direct,
+  pgsteal_kswapd,
+  pgsteal_direct,
+  allocstall_normal,
+  pageoutrun,
+  pgmigrate_success,
+  pgmigrate_fail,
+  compact_migrate_scanned,
+  compact_free_scanned,
+  compact_isolated,
+  compact_stall,
+  compact_fail,
+  compact_success,
+  compact_daemon_wake,
+  compact_daemon_migrate_scanned,
+  compact_daemon_free_scanned,
+  kswapd_low_wmark_hit_quickly,
+  kswapd_high_wmark_hit_quickly,
+  drop_pagecache,
+  thp_fault_alloc,
+  thp_fault_fallback,
+  thp_collapse_alloc,
+  thp_collapse_alloc_failed,
+  thp_split_page,
+  thp_split_pmd,
+  thp_deferred_split_page,
+  balloon_inflate,
+  balloon_deflate,
+  balloon_migrate,
+}
+
+/** The names, in enum order (kept beside the enum; a test checks the two agree in length). */
+export const VM_EVENT_NAMES: readonly string[] = [
+  "pgalloc_dma",
+  "pgalloc_dma32",
+  "pgalloc_normal",
+  "pgalloc_movable",
+  "pgfree",
+  "pgfault",
+  "pgscan_kswapd",
+  "pgscan_direct",
+  "pgsteal_kswapd",
+  "pgsteal_direct",
+  "allocstall_normal",
+  "pageoutrun",
+  "pgmigrate_success",
+  "pgmigrate_fail",
+  "compact_migrate_scanned",
+  "compact_free_scanned",
+  "compact_isolated",
+  "compact_stall",
+  "compact_fail",
+  "compact_success",
+  "compact_daemon_wake",
+  "compact_daemon_migrate_scanned",
+  "compact_daemon_free_scanned",
+  "kswapd_low_wmark_hit_quickly",
+  "kswapd_high_wmark_hit_quickly",
+  "drop_pagecache",
+  "thp_fault_alloc",
+  "thp_fault_fallback",
+  "thp_collapse_alloc",
+  "thp_collapse_alloc_failed",
+  "thp_split_page",
+  "thp_split_pmd",
+  "thp_deferred_split_page",
+  "balloon_inflate",
+  "balloon_deflate",
+  "balloon_migrate",
+];
+
+export const VM_EVENT_COUNT = VM_EVENT_NAMES.length;
+
+export function createVmEvents(): Float64Array {
+  return new Float64Array(VM_EVENT_COUNT);
+}
