@@ -148,6 +148,7 @@ function checkFrames(memory: GuestMemory, zone: Zone, cover: Uint8Array, problem
   const table = memory.table;
   let owned = 0;
   let free = 0;
+  let balloonFrames = 0;
   for (let pfn = zone.startPfn; pfn < zone.endPfn; pfn++) {
     const state = table.state[pfn]!;
     const kind = state & FRAME_KIND_MASK;
@@ -159,6 +160,10 @@ function checkFrames(memory: GuestMemory, zone: Zone, cover: Uint8Array, problem
     }
     owned++;
     if ((state & FRAME_BUDDY) !== 0) problems.add(`pfn ${pfn}: owned and marked PageBuddy`);
+    if (kind === FrameKind.Balloon) {
+      balloonFrames++;
+      continue;
+    }
     const owner = memory.owners.owners[table.link0[pfn]!];
     if (owner === undefined) {
       problems.add(`pfn ${pfn}: owner id ${table.link0[pfn]} does not exist`);
@@ -175,9 +180,12 @@ function checkFrames(memory: GuestMemory, zone: Zone, cover: Uint8Array, problem
   const zonePcp = memory.pcp[memory.zones.indexOf(zone)]!;
   let pcpPages = 0;
   for (const set of zonePcp) pcpPages += set.count;
-  if (owned + free !== zone.managedPages) {
+  // adjust_managed_page_count: an unmanaged balloon's pages left the zone's managed pages.
+  const unmanaged = memory.balloonList?.unmanaged === true ? balloonFrames : 0;
+  if (owned + free !== zone.managedPages + unmanaged) {
     problems.add(
-      `zone ${zone.name}: managed ${zone.managedPages} but frames hold ${owned} owned + ${free} free`,
+      `zone ${zone.name}: managed ${zone.managedPages} + ${unmanaged} ballooned but frames hold ` +
+        `${owned} owned + ${free} free`,
     );
   }
   if (free !== zone.freePages + pcpPages) {
@@ -196,6 +204,7 @@ export function checkGuestMemory(memory: GuestMemory): string[] {
     for (const set of memory.pcp[index]!) checkPcp(memory.table, zone, set, cover, problems);
     checkFrames(memory, zone, cover, problems);
   });
+  checkBalloonLists(memory, problems);
   let buddyHeads = 0;
   for (let pfn = 0; pfn < memory.table.frameCount; pfn++) {
     if ((memory.table.state[pfn]! & FRAME_BUDDY) !== 0) buddyHeads++;
@@ -205,4 +214,51 @@ export function checkGuestMemory(memory: GuestMemory): string[] {
   if (buddyHeads !== listed)
     problems.add(`${buddyHeads} PageBuddy heads but ${listed} listed blocks`);
   return problems.list;
+}
+
+/**
+ * The balloon's lists (balloon_dev_info.pages per order): every head on its order's list once,
+ * links consistent, tails pointing at their head, counts matching, every balloon frame covered.
+ */
+function checkBalloonLists(memory: GuestMemory, problems: Problems): void {
+  const list = memory.balloonList;
+  const table = memory.table;
+  let framesListed = 0;
+  if (list !== undefined) {
+    for (let order = 0; order < NR_PAGE_ORDERS; order++) {
+      let previous = NO_PFN;
+      let blocks = 0;
+      for (let pfn = list.head[order]!; pfn !== NO_PFN; pfn = table.link0[pfn]!) {
+        const state = table.state[pfn]!;
+        if ((state & FRAME_KIND_MASK) !== FrameKind.Balloon || (state & FRAME_TAIL) !== 0) {
+          problems.add(`balloon list ${order}: pfn ${pfn} is not a balloon head`);
+          return;
+        }
+        if ((table.order[pfn]! & ORDER_MASK) !== order)
+          problems.add(`balloon list ${order}: pfn ${pfn} has order ${table.order[pfn]}`);
+        if (table.link1[pfn] !== previous)
+          problems.add(`balloon pfn ${pfn}: prev ${table.link1[pfn]} but came from ${previous}`);
+        for (let page = 1; page < 1 << order; page++) {
+          if (table.link0[pfn + page] !== pfn || (table.state[pfn + page]! & FRAME_TAIL) === 0)
+            problems.add(`balloon pfn ${pfn + page}: not a tail of ${pfn}`);
+        }
+        previous = pfn;
+        blocks++;
+        framesListed += 1 << order;
+        if (blocks > list.blockCount[order]!) break;
+      }
+      if (blocks !== list.blockCount[order])
+        problems.add(
+          `balloon list ${order}: ${blocks} blocks but counted ${list.blockCount[order]}`,
+        );
+    }
+    if (framesListed !== list.pageCount)
+      problems.add(`balloon: ${framesListed} pages listed but num_pages ${list.pageCount}`);
+  }
+  let balloonFrames = 0;
+  for (let pfn = 0; pfn < table.frameCount; pfn++) {
+    if ((table.state[pfn]! & FRAME_KIND_MASK) === FrameKind.Balloon) balloonFrames++;
+  }
+  if (balloonFrames !== framesListed)
+    problems.add(`${balloonFrames} balloon frames but ${framesListed} on the balloon lists`);
 }

@@ -6,9 +6,9 @@ import type { Command } from "@commander-js/extra-typings";
 import { InputError } from "../core/input_error.ts";
 import { pageblock_order } from "../core/limits.ts";
 import { compactMemory } from "../guest/compaction.ts";
+import { fragmentationIndex } from "../guest/fragmentation_index.ts";
 import { isKernelVersion, KERNEL_VERSIONS } from "../guest/kernel_version.ts";
 import { VmEvent } from "../guest/vm_event.ts";
-import { fragmentationIndex } from "../metrics/fragmentation.ts";
 import { formatBuddyinfo } from "../metrics/proc_views.ts";
 import { createGuestSim, fragmentGuest } from "../sim/guest_sim.ts";
 

@@ -144,11 +144,33 @@ export function expand(
   high: number,
   migratetype: number,
 ): void {
+  if (high <= low) return;
+  const { state, order: orderBytes, link0, link1 } = table;
+  const { head, tail, count, nrFree } = zone.freeArea;
+  // Integer locals (|0) keep the loop on machine words in V8.
+  pfn |= 0;
+  high |= 0;
+  const orderMt = migratetype << ORDER_MT_SHIFT;
   let size = 1 << high;
+  let index = high * MIGRATE_TYPES + migratetype;
+  // NR_FREE_PAGES gains the upper halves, 2^high - 2^low pages, in one update.
+  zone.freePages += size - (1 << low);
   while (high > low) {
     high--;
     size >>>= 1;
-    addToFreeListHead(table, zone, pfn + size, high, migratetype);
+    index -= MIGRATE_TYPES;
+    // __add_to_free_list(&page[size], zone, high, migratetype, false): list_add at the head.
+    const half = pfn + size;
+    const first = head[index]!;
+    state[half] = FRAME_BUDDY;
+    orderBytes[half] = high | orderMt;
+    link0[half] = first;
+    link1[half] = NO_PFN;
+    if (first === NO_PFN) tail[index] = half;
+    else link1[first] = half;
+    head[index] = half;
+    count[index]!++;
+    nrFree[high]!++;
   }
 }
 
@@ -163,15 +185,28 @@ export function rmqueueSmallest(
   order: number,
   migratetype: number,
 ): number {
-  const head = zone.freeArea.head;
-  for (let currentOrder = order; currentOrder <= MAX_PAGE_ORDER; currentOrder++) {
-    const pfn = head[currentOrder * MIGRATE_TYPES + migratetype]!;
-    if (pfn === NO_PFN) continue;
-    delFromFreeList(table, zone, pfn);
-    expand(table, zone, pfn, order, currentOrder, migratetype);
-    return pfn;
+  const area = zone.freeArea;
+  const head = area.head;
+  let currentOrder = order | 0;
+  let index = currentOrder * MIGRATE_TYPES + migratetype;
+  let pfn = NO_PFN;
+  // get_page_from_free_area for each order upwards: the first block of the first non-empty list.
+  for (; currentOrder <= MAX_PAGE_ORDER; currentOrder++, index += MIGRATE_TYPES) {
+    pfn = head[index]!;
+    if (pfn !== NO_PFN) break;
   }
-  return NO_PFN;
+  if (pfn === NO_PFN) return NO_PFN;
+  // del_page_from_free_list of a list's first block: it has no previous entry.
+  const next = table.link0[pfn]!;
+  head[index] = next;
+  if (next === NO_PFN) area.tail[index] = NO_PFN;
+  else table.link1[next] = NO_PFN;
+  table.state[pfn] = 0;
+  area.count[index]!--;
+  area.nrFree[currentOrder]!--;
+  zone.freePages -= 1 << currentOrder;
+  if (currentOrder > order) expand(table, zone, pfn, order, currentOrder, migratetype);
+  return pfn;
 }
 
 /** migratetype_is_mergeable (include/linux/mmzone.h, v5.18): UNMOVABLE, MOVABLE, RECLAIMABLE. */
@@ -218,7 +253,8 @@ function misalignedFree(pfn: number, order: number): AssertionError {
 /**
  * At pageblock_order and above the buddy lies in another pageblock: whether the two may merge
  * under the version's rules, retyping the buddy's pageblock when freelist hygiene asks for it.
- * Kept out of freeOnePage so that the common, small-order merge stays small enough to inline.
+ * Called only when the two pageblocks' types differ: with equal types both rules allow the merge
+ * and hygiene has nothing to retype.
  */
 function mergeAcrossPageblocks(
   table: FrameTable,
@@ -249,32 +285,81 @@ export function freeOnePage(
   fpiFlags: number,
 ): number {
   if ((pfn & ((1 << order) - 1)) !== 0) throw misalignedFree(pfn, order);
-  const state = table.state;
-  const orderBytes = table.order;
+  const { state, order: orderBytes, link0, link1 } = table;
+  const { head, tail, count, nrFree } = zone.freeArea;
   const startPfn = zone.startPfn;
   const endPfn = zone.endPfn;
+  // Integer locals (|0) keep the merge loop on machine words in V8.
+  pfn |= 0;
+  order |= 0;
+  const freedPages = 1 << order;
   while (order < MAX_PAGE_ORDER) {
     const buddyPfn = pfn ^ (1 << order);
+    // page_is_buddy: the buddy is in the zone, PageBuddy, and a block of the same order.
     if (buddyPfn < startPfn || buddyPfn >= endPfn) break;
     if ((state[buddyPfn]! & FRAME_BUDDY) === 0) break;
-    if ((orderBytes[buddyPfn]! & ORDER_MASK) !== order) break;
-    if (order >= pageblock_order && !mergeAcrossPageblocks(table, zone, buddyPfn, migratetype)) {
-      break;
-    }
-    delFromFreeList(table, zone, buddyPfn);
+    const orderByte = orderBytes[buddyPfn]!;
+    if ((orderByte & ORDER_MASK) !== order) break;
+    if (order >= pageblock_order && !mayMergePageblocks(table, zone, buddyPfn, migratetype)) break;
+    // del_page_from_free_list(buddy): unlink it from its (order, migratetype) list.
+    const index = order * MIGRATE_TYPES + (orderByte >>> ORDER_MT_SHIFT);
+    const next = link0[buddyPfn]!;
+    const prev = link1[buddyPfn]!;
+    if (prev === NO_PFN) head[index] = next;
+    else link0[prev] = next;
+    if (next === NO_PFN) tail[index] = prev;
+    else link1[next] = prev;
+    state[buddyPfn] = 0;
+    count[index]!--;
+    nrFree[order]!--;
     pfn &= buddyPfn;
     order++;
   }
-  const toTail =
+  // NR_FREE_PAGES: the merged buddies were counted free already; only freedPages are new.
+  if (
     (fpiFlags & FPI_TO_TAIL) !== 0 ||
-    (zone.tailPlacement && buddyMergeLikely(table, zone, pfn, order));
-  if (toTail) addToFreeListTail(table, zone, pfn, order, migratetype);
-  else addToFreeListHead(table, zone, pfn, order, migratetype);
-  // page_reporting_notify_free(order): arm the reporting worker for blocks it would report.
-  if ((fpiFlags & FPI_SKIP_REPORT_NOTIFY) === 0 && zone.reportingOrder >= 0) {
-    if (order >= zone.reportingOrder) zone.reportingRequested = true;
+    (zone.tailPlacement && buddyMergeLikely(table, zone, pfn, order))
+  ) {
+    addToFreeListTail(table, zone, pfn, order, migratetype);
+    zone.freePages += freedPages - (1 << order);
+  } else {
+    // __add_to_free_list(page, zone, order, migratetype, false): list_add at the head.
+    const index = order * MIGRATE_TYPES + migratetype;
+    const first = head[index]!;
+    state[pfn] = FRAME_BUDDY;
+    orderBytes[pfn] = order | (migratetype << ORDER_MT_SHIFT);
+    link0[pfn] = first;
+    link1[pfn] = NO_PFN;
+    if (first === NO_PFN) tail[index] = pfn;
+    else link1[first] = pfn;
+    head[index] = pfn;
+    count[index]!++;
+    nrFree[order]!++;
+    zone.freePages += freedPages;
   }
+  if (zone.reportingOrder >= 0) reportingNotifyFree(zone, order, fpiFlags);
   return order;
+}
+
+/** page_reporting_notify_free(order): arm the reporting worker for blocks it would report. */
+function reportingNotifyFree(zone: Zone, order: number, fpiFlags: number): void {
+  if ((fpiFlags & FPI_SKIP_REPORT_NOTIFY) === 0 && order >= zone.reportingOrder) {
+    zone.reportingRequested = true;
+  }
+}
+
+/**
+ * From pageblock_order up the buddy lies in another pageblock (__free_one_page): with the same
+ * type they merge; otherwise the version's rules decide (mergeAcrossPageblocks).
+ */
+function mayMergePageblocks(
+  table: FrameTable,
+  zone: Zone,
+  buddyPfn: number,
+  migratetype: number,
+): boolean {
+  if (table.pageblockMt[buddyPfn >>> pageblock_order] === migratetype) return true;
+  return mergeAcrossPageblocks(table, zone, buddyPfn, migratetype);
 }
 
 /**

@@ -30,9 +30,7 @@
 import { assert } from "../core/assert.ts";
 import {
   MAX_PAGE_ORDER,
-  MIGRATE_ISOLATE,
   MIGRATE_MOVABLE,
-  MIGRATE_PCPTYPES,
   MIGRATE_TYPES,
   MIGRATE_UNMOVABLE,
   NR_PAGE_ORDERS,
@@ -40,9 +38,17 @@ import {
   pageblock_nr_pages,
   pageblock_order,
 } from "../core/limits.ts";
-import { extfragForOrder, fragmentationIndex } from "../metrics/fragmentation.ts";
-import { delFromFreeList, moveFreepagesBlock } from "./buddy.ts";
+import { balloonMigratePage } from "./balloon_driver.ts";
+import {
+  COMPACT_MAX_DEFER_SHIFT,
+  CompactResult,
+  compactionDeferReset,
+  compactionDeferred,
+  compactionRestarting,
+  deferCompaction,
+} from "./compaction_defer.ts";
 import { findSuitableFallback } from "./fallback.ts";
+import { extfragForOrder, fragmentationIndex } from "./fragmentation_index.ts";
 import {
   FRAME_BUDDY,
   FRAME_KIND_MASK,
@@ -54,32 +60,27 @@ import {
 } from "./frame_table.ts";
 import { type GuestMemory, zoneIndexOf } from "./guest_memory.ts";
 import { COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_FULL, freePages } from "./page_alloc.ts";
+import { isolateFreePage } from "./page_isolation.ts";
 import { drainPcp } from "./pcp.ts";
 import { VmEvent } from "./vm_event.ts";
 import { wmarkPages, zoneWatermarkOk } from "./watermarks.ts";
 import { WMARK_LOW, WMARK_MIN, type Zone, ZoneType } from "./zone.ts";
 
+export {
+  COMPACT_MAX_DEFER_SHIFT,
+  CompactResult,
+  compactionDeferReset,
+  compactionDeferred,
+  compactionRestarting,
+  deferCompaction,
+};
+
 /** COMPACT_CLUSTER_MAX = SWAP_CLUSTER_MAX (include/linux/swap.h): pages isolated per round. */
 export const COMPACT_CLUSTER_MAX = 32;
-/** COMPACT_MAX_DEFER_SHIFT (mm/compaction.c): at most 1 << 6 = 64 attempts skipped. */
-export const COMPACT_MAX_DEFER_SHIFT = 6;
 /** vm.extfrag_threshold default (mm/compaction.c): fragindex at or below it means "no memory". */
 export const SYSCTL_EXTFRAG_THRESHOLD = 500;
 /** COMPACTION_HPAGE_ORDER = HPAGE_PMD_ORDER (mm/compaction.c): proactive compaction's order. */
 export const COMPACTION_HPAGE_ORDER = 9;
-
-/** enum compact_result (include/linux/compaction.h): callers take max() over it. */
-export enum CompactResult {
-  NOT_SUITABLE_ZONE = 0,
-  SKIPPED = 1,
-  DEFERRED = 2,
-  NO_SUITABLE_PAGE = 3,
-  CONTINUE = 4,
-  COMPLETE = 5,
-  PARTIAL_SKIPPED = 6,
-  CONTENDED = 7,
-  SUCCESS = 8,
-}
 
 /** enum migrate_mode (include/linux/migrate_mode.h). */
 export enum MigrateMode {
@@ -293,46 +294,6 @@ function skipIsolationOnOrder(order: number, targetOrder: number): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deferral (mm/compaction.c), the same in 5.6, 6.1 and 6.18.
-
-/** Models defer_compaction: a failed sync run doubles the attempts skipped, up to 64. */
-export function deferCompaction(zone: Zone, order: number): void {
-  zone.compactConsidered = 0;
-  zone.compactDeferShift = Math.min(zone.compactDeferShift + 1, COMPACT_MAX_DEFER_SHIFT);
-  if (order < zone.compactOrderFailed) zone.compactOrderFailed = order;
-}
-
-/** Models compaction_deferred: true when this attempt should be skipped. */
-export function compactionDeferred(zone: Zone, order: number): boolean {
-  const deferLimit = 2 ** zone.compactDeferShift;
-  if (order < zone.compactOrderFailed) return false;
-  zone.compactConsidered++;
-  if (zone.compactConsidered >= deferLimit) {
-    zone.compactConsidered = deferLimit;
-    return false;
-  }
-  return true;
-}
-
-/** Models compaction_defer_reset: after a success (or an expected one) at `order`. */
-export function compactionDeferReset(zone: Zone, order: number, allocSuccess: boolean): void {
-  if (allocSuccess) {
-    zone.compactConsidered = 0;
-    zone.compactDeferShift = 0;
-  }
-  if (order >= zone.compactOrderFailed) zone.compactOrderFailed = order + 1;
-}
-
-/** Models compaction_restarting: deferred to the limit, so clear the skip hints first. */
-export function compactionRestarting(zone: Zone, order: number): boolean {
-  if (order < zone.compactOrderFailed) return false;
-  return (
-    zone.compactDeferShift === COMPACT_MAX_DEFER_SHIFT &&
-    zone.compactConsidered >= 2 ** zone.compactDeferShift
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
 // Skip hints and cached scanner positions.
 
 function isolationSuitable(table: FrameTable, pfn: number): boolean {
@@ -525,32 +486,6 @@ function freeListPopHead(order: number): number {
   return cc.freepages[order * FREE_LIST_CAPACITY + start]!;
 }
 
-/**
- * Models __isolate_free_page (mm/page_alloc.c): take a free block off the buddy lists unless
- * that would leave the zone below MIN (as if allocating it); a block of at least half a
- * pageblock turns its pageblock MOVABLE (moving its other free pages too from v6.10).
- */
-function isolateFreePage(memory: GuestMemory, zone: Zone, pfn: number, order: number): number {
-  const table = memory.table;
-  const migratetype = table.pageblockMt[pfn >>> pageblock_order]!;
-  if (migratetype !== MIGRATE_ISOLATE) {
-    // _watermark[WMARK_MIN], without the boost, plus the block: "emulate a high-order check".
-    const watermark = zone.watermark[WMARK_MIN]! + 2 ** order;
-    if (!zoneWatermarkOk(zone, 0, watermark, 0, zone.freePages)) return 0;
-  }
-  delFromFreeList(table, zone, pfn);
-  if (order >= pageblock_order - 1) {
-    const end = pfn + 2 ** order - 1;
-    for (let block = pfn; block < end; block += pageblock_nr_pages) {
-      const index = block >>> pageblock_order;
-      if (table.pageblockMt[index]! >= MIGRATE_PCPTYPES) continue;
-      if (memory.rules.freelistHygiene) moveFreepagesBlock(table, zone, block, MIGRATE_MOVABLE);
-      table.pageblockMt[index] = MIGRATE_MOVABLE;
-    }
-  }
-  return 2 ** order;
-}
-
 /** Records an isolated chunk: list_add_tail on the one list (5.6, 6.1) or on its order's list. */
 function addIsolatedChunk(memory: GuestMemory, pfn: number, order: number): void {
   if (memory.rules.compactionFolioOrders) {
@@ -730,6 +665,8 @@ function migrationVerdict(memory: GuestMemory, table: FrameTable, pfn: number): 
   const kind = state & FRAME_KIND_MASK;
   if (kind === FrameKind.Free) return VERDICT_FAIL;
   const order = table.order[pfn]! & ORDER_MASK;
+  // A balloon block kept whole by a proposal is a compound non-LRU page: never isolated.
+  if (order > 0 && kind === FrameKind.Balloon) return VERDICT_FAIL_COMPOUND;
   if (order > 0) {
     // PageCompound: always skipped before v6.10; then only by skip_isolation_on_order.
     if (!memory.rules.compactionFolioOrders) return VERDICT_FAIL_COMPOUND;
@@ -873,6 +810,14 @@ function isolateMigratepages(memory: GuestMemory): boolean {
  */
 function moveFolio(memory: GuestMemory, sourcePfn: number, targetPfn: number, order: number): void {
   const table = memory.table;
+  if ((table.state[sourcePfn]! & FRAME_KIND_MASK) === FrameKind.Balloon) {
+    balloonMigratePage(memory, sourcePfn, targetPfn);
+    freePages(memory, sourcePfn, order);
+    memory.events[VmEvent.pgmigrate_success]!++;
+    return;
+  }
+  // The copy is a write of the target page.
+  memory.onTouch?.(targetPfn, 2 ** order);
   const owner = memory.owners.owners[table.link0[sourcePfn]!];
   assert(owner !== undefined, () => `movable pfn ${sourcePfn} has no owner`);
   const count = 2 ** order;
@@ -886,10 +831,6 @@ function moveFolio(memory: GuestMemory, sourcePfn: number, targetPfn: number, or
     table.link0[target] = table.link0[source]!;
     table.link1[target] = index;
     owner.pages[index] = target;
-  }
-  if ((table.state[targetPfn]! & FRAME_KIND_MASK) === FrameKind.Balloon) {
-    memory.events[VmEvent.balloon_migrate]!++;
-    memory.onBalloonMigrate?.(sourcePfn, targetPfn);
   }
   freePages(memory, sourcePfn, order);
   memory.events[VmEvent.pgmigrate_success]! += count;

@@ -4,6 +4,7 @@
 
 import { assert } from "../core/assert.ts";
 import { MIGRATE_MOVABLE } from "../core/limits.ts";
+import type { BalloonList } from "./balloon_list.ts";
 import { FPI_NONE, FPI_TO_TAIL, freeOnePage } from "./buddy.ts";
 import { createFrameTable, FrameKind, type FrameTable } from "./frame_table.ts";
 import { type KernelRules, kernelRules } from "./kernel_version.ts";
@@ -58,10 +59,10 @@ export interface GuestHooks {
   /** Reclaim up to `targetPages` clean page cache pages; returns pages freed. */
   reclaim(memory: GuestMemory, targetPages: number, direct: boolean): number;
   /**
-   * Direct compaction for an allocation of `order` (try_to_compact_pages); returns true when a
-   * suitable block should now exist.
+   * Direct compaction for an allocation of `order` (try_to_compact_pages); returns the
+   * enum compact_result (CompactResult in compaction_defer.ts) the slow path acts on.
    */
-  compact(memory: GuestMemory, order: number, migratetype: number, priority: number): boolean;
+  compact(memory: GuestMemory, order: number, migratetype: number, priority: number): number;
 }
 
 export interface GuestMemory {
@@ -89,6 +90,18 @@ export interface GuestMemory {
   hooks: GuestHooks | undefined;
   /** Balloon compaction moved a balloon page (virtballoon_migratepage: inflate new, deflate old). */
   onBalloonMigrate?: (oldPfn: number, newPfn: number) => void;
+  /** The balloon's page lists, once a balloon driver is loaded. */
+  balloonList?: BalloonList;
+  /**
+   * The guest wrote these frames (an allocation's first use, zeroing, a migration's copy): the
+   * host must back them. Installed by whoever models the host.
+   */
+  onTouch?: (pfn: number, count: number) => void;
+  /**
+   * The OOM notifier chain (out_of_memory → blocking_notifier_call_chain): returns pages freed;
+   * virtio-balloon's deflate-on-OOM registers here.
+   */
+  oomNotify?: (memory: GuestMemory) => number;
 }
 
 /** hugepage_init (mm/huge_memory.c): THP is left off when RAM is below 512 MiB. */

@@ -21,6 +21,8 @@ export interface KernelRules {
   readonly placePagesToTail: boolean;
   /** High-order pcp lists, orders 1..3 and pageblock_order (commit 44042b449872, v5.14). */
   readonly highOrderPcp: boolean;
+  /** Free page reporting, mm/page_reporting.c (Alexander Duyck, v5.7). */
+  readonly freePageReporting: boolean;
   /** page_reporting_order module parameter (mm/page_reporting.c, v5.14, Gavin Shan). */
   readonly pageReportingOrderParam: boolean;
   /**
@@ -74,6 +76,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     proactiveCompaction: false,
     placePagesToTail: false,
     highOrderPcp: false,
+    freePageReporting: false,
     pageReportingOrderParam: false,
     mergeRuleMergeable: false,
     freelistHygiene: false,
@@ -93,6 +96,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     proactiveCompaction: true,
     placePagesToTail: true,
     highOrderPcp: true,
+    freePageReporting: true,
     pageReportingOrderParam: true,
     mergeRuleMergeable: true,
     freelistHygiene: false,
@@ -112,6 +116,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     proactiveCompaction: true,
     placePagesToTail: true,
     highOrderPcp: true,
+    freePageReporting: true,
     pageReportingOrderParam: true,
     mergeRuleMergeable: true,
     freelistHygiene: true,

@@ -12,6 +12,7 @@
 import { assert } from "../core/assert.ts";
 import { MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, pageblock_order } from "../core/limits.ts";
 import { FPI_NONE, freeOnePage, rmqueueSmallest } from "./buddy.ts";
+import { CompactResult, compactionDeferReset } from "./compaction_defer.ts";
 import {
   ALLOC_NOFRAGMENT,
   type FallbackResult,
@@ -222,16 +223,13 @@ function allocPagesSlowpath(
   const costly = order > PAGE_ALLOC_COSTLY_ORDER;
   const hooks = memory.hooks;
   if (order > 0 && (costly || migratetype !== MIGRATE_MOVABLE) && hooks !== undefined) {
-    memory.events[VmEvent.compact_stall]!++;
-    const compacted = hooks.compact(memory, order, migratetype, COMPACT_PRIO_ASYNC);
-    pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
-    if (pfn !== NO_PFN) {
-      memory.events[VmEvent.compact_success]!++;
-      return pfn;
-    }
-    memory.events[VmEvent.compact_fail]!++;
-    // "costly order with __GFP_NORETRY: give up if compaction was skipped or deferred".
-    if (costly && (gfp & __GFP_NORETRY) !== 0 && !compacted) return allocFailed(memory);
+    const result = hooks.compact(memory, order, migratetype, COMPACT_PRIO_ASYNC);
+    pfn = allocAfterCompaction(memory, order, migratetype, highestZone, allocFlags, result);
+    if (pfn !== NO_PFN) return pfn;
+    // __alloc_pages_slowpath: a costly __GFP_NORETRY request gives up when compaction was
+    // skipped or deferred ("it's unlikely that reclaim will help").
+    const skipped = result === CompactResult.SKIPPED || result === CompactResult.DEFERRED;
+    if (costly && (gfp & __GFP_NORETRY) !== 0 && skipped) return allocFailed(memory);
   }
   let priority = COMPACT_PRIO_ASYNC;
   for (let round = 0; round < MAX_COMPACT_RETRIES; round++) {
@@ -241,14 +239,9 @@ function allocPagesSlowpath(
     pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
     if (pfn !== NO_PFN) return pfn;
     if (order > 0 && hooks !== undefined) {
-      memory.events[VmEvent.compact_stall]!++;
-      hooks.compact(memory, order, migratetype, priority);
-      pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
-      if (pfn !== NO_PFN) {
-        memory.events[VmEvent.compact_success]!++;
-        return pfn;
-      }
-      memory.events[VmEvent.compact_fail]!++;
+      const result = hooks.compact(memory, order, migratetype, priority);
+      pfn = allocAfterCompaction(memory, order, migratetype, highestZone, allocFlags, result);
+      if (pfn !== NO_PFN) return pfn;
     }
     if ((gfp & __GFP_NORETRY) !== 0) break;
     if (costly && (gfp & __GFP_RETRY_MAYFAIL) === 0) break;
@@ -256,7 +249,63 @@ function allocPagesSlowpath(
     if (priority > COMPACT_PRIO_SYNC_FULL) priority--;
     else if (reclaimed === 0) break;
   }
+  return allocMayOom(memory, gfp, order, migratetype, highestZone, allocFlags);
+}
+
+/** Bounds the OOM retry loop: each pass frees at most 256 pages through the notifier chain. */
+const OOM_NOTIFY_ROUNDS_MAX = 1 << 20;
+
+/**
+ * Models __alloc_pages_may_oom → out_of_memory, reduced to the notifier chain: only small
+ * requests without __GFP_NORETRY or __GFP_RETRY_MAYFAIL get there; when a notifier (the
+ * balloon's deflate-on-OOM) frees pages, the OOM killer is not invoked and the allocation
+ * retries. The model has no OOM killer: without a notifier that frees, the allocation fails.
+ */
+function allocMayOom(
+  memory: GuestMemory,
+  gfp: number,
+  order: number,
+  migratetype: number,
+  highestZone: number,
+  allocFlags: number,
+): number {
+  const notify = memory.oomNotify;
+  if (notify === undefined || order > PAGE_ALLOC_COSTLY_ORDER) return allocFailed(memory);
+  if ((gfp & (__GFP_NORETRY | __GFP_RETRY_MAYFAIL)) !== 0) return allocFailed(memory);
+  for (let round = 0; round < OOM_NOTIFY_ROUNDS_MAX; round++) {
+    if (notify(memory) === 0) break;
+    const pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+    if (pfn !== NO_PFN) return pfn;
+  }
   return allocFailed(memory);
+}
+
+/**
+ * Models the end of __alloc_pages_direct_compact: COMPACT_SKIPPED means no compaction ran, so
+ * nothing is counted; otherwise try the free lists again, and on success reset the deferral of
+ * the page's zone (compaction_defer_reset(zone, order, true)) and count compact_success, else
+ * compact_fail. compact_stall is counted for every attempt that ran.
+ */
+function allocAfterCompaction(
+  memory: GuestMemory,
+  order: number,
+  migratetype: number,
+  highestZone: number,
+  allocFlags: number,
+  result: number,
+): number {
+  if (result === CompactResult.SKIPPED) return NO_PFN;
+  memory.events[VmEvent.compact_stall]!++;
+  const pfn = getPageFromFreelist(memory, order, migratetype, WMARK_MIN, highestZone, allocFlags);
+  if (pfn === NO_PFN) {
+    memory.events[VmEvent.compact_fail]!++;
+    return NO_PFN;
+  }
+  const zone = zoneOfPfn(memory, pfn);
+  assert(zone !== undefined, () => `compaction allocated pfn ${pfn} outside every zone`);
+  compactionDeferReset(zone, order, true);
+  memory.events[VmEvent.compact_success]!++;
+  return pfn;
 }
 
 function allocFailed(_memory: GuestMemory): number {
@@ -325,6 +374,7 @@ export function assignFrames(
 ): void {
   const { table } = memory;
   const count = 1 << order;
+  memory.onTouch?.(pfn, count);
   table.state[pfn] = kind;
   table.order[pfn] = order;
   table.link0[pfn] = ownerId;

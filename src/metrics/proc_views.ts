@@ -33,6 +33,11 @@ import {
   pageblock_order,
 } from "../core/limits.ts";
 import {
+  formatThousandths,
+  fragmentationIndex,
+  unusableFreeIndex,
+} from "../guest/fragmentation_index.ts";
+import {
   FRAME_KIND_COUNT,
   FRAME_KIND_MASK,
   FRAME_TAIL,
@@ -50,7 +55,6 @@ import {
   WMARK_PROMO,
   type Zone,
 } from "../guest/zone.ts";
-import { formatThousandths, fragmentationIndex, unusableFreeIndex } from "./fragmentation.ts";
 import { vmstatNames } from "./vmstat_names.ts";
 
 /** The zones of a Debian amd64 node, in zone order (MAX_NR_ZONES = 5, include/linux/mmzone.h). */

@@ -23,7 +23,7 @@ import {
   type KcompactdState,
   kcompactdDoWork,
   proactiveCompactionCheck,
-  tryToCompactPages,
+  tryToCompactPagesResult,
 } from "../guest/compaction.ts";
 import { createGuestMemory, type GuestConfig, type GuestMemory } from "../guest/guest_memory.ts";
 import { allocKernelMemory } from "../guest/kernel_alloc.ts";
@@ -99,7 +99,7 @@ export function createGuestSim(config: GuestConfig, options: GuestSimOptions = {
   memory.hooks = {
     reclaim: (_memory, targetPages, direct) => reclaim(sim, targetPages, direct),
     compact: (target, order, migratetype, priority) =>
-      tryToCompactPages(target, order, migratetype, priority),
+      tryToCompactPagesResult(target, order, migratetype, priority),
   };
   return sim;
 }
@@ -109,8 +109,19 @@ export function runWokenThreads(sim: GuestSim): void {
   const background = sim.memory.background;
   for (let round = 0; round < 4; round++) {
     if (background.kswapdWoken) kswapdBalance(sim.memory);
-    else if (background.kcompactdOrder >= 0) kcompactdDoWork(sim.memory, sim.kcompactd);
+    else if (background.kcompactdOrder >= 0) runKcompactd(sim);
     else return;
+  }
+}
+
+/**
+ * A woken kcompactd runs at once; on v5.9+ its wait then restarts (kcompactd(): the timeout is
+ * reset after kcompactd_do_work), so the next proactive check is a full interval later.
+ */
+function runKcompactd(sim: GuestSim): void {
+  const ran = kcompactdDoWork(sim.memory, sim.kcompactd);
+  if (ran && sim.memory.rules.proactiveCompaction) {
+    sim.kcompactdNextMs = sim.memory.clockMs + sim.kcompactd.timeoutMs;
   }
 }
 

@@ -113,12 +113,15 @@ export function replayOps(
   const migratetype = MIGRATE_MOVABLE;
   const fpiFlags = FPI_NONE;
   const noPfn = NO_PFN;
+  // The records as signed words: bit 31 (a free) is the sign, so no record is read as a double.
+  const records = new Int32Array(ops.buffer, ops.byteOffset, ops.length);
+  const count = records.length;
   let noopFreeCount = 0;
-  for (let index = 0; index < ops.length; index++) {
-    const record = ops[index]!;
+  for (let index = 0; index < count; index++) {
+    const record = records[index]!;
     const order = (record >>> orderShift) & orderMask;
     const handle = record & handleMask;
-    if (record >>> 31 === 0) {
+    if (record >= 0) {
       const pfn = allocate(table, zone, order, migratetype);
       if (pfn === noPfn) failuresByOrder[order]!++;
       handles[handle] = pfn;

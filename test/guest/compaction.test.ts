@@ -26,6 +26,12 @@ import {
   tryToCompactPagesResult,
 } from "../../src/guest/compaction.ts";
 import {
+  extfragForOrder,
+  formatThousandths,
+  fragmentationIndex,
+  unusableFreeIndex,
+} from "../../src/guest/fragmentation_index.ts";
+import {
   FRAME_BUDDY,
   FRAME_KIND_MASK,
   FrameKind,
@@ -48,12 +54,6 @@ import {
 } from "../../src/guest/page_alloc.ts";
 import { VmEvent } from "../../src/guest/vm_event.ts";
 import { createZone, type Zone, ZoneType } from "../../src/guest/zone.ts";
-import {
-  extfragForOrder,
-  formatThousandths,
-  fragmentationIndex,
-  unusableFreeIndex,
-} from "../../src/metrics/fragmentation.ts";
 
 const VERSIONS = ["5.6", "6.1", "6.18"] as const;
 const OWNER_PAGES_MAX = 80_000;
@@ -266,25 +266,6 @@ describe("compact_memory (sysctl_compaction_handler → compact_node → compact
     polluted.forEach((_, slot) => {
       expect(table.state[slab.pages[slot]!]! & FRAME_KIND_MASK).toBe(FrameKind.Kernel);
     });
-  });
-
-  test("balloon pages migrate, count balloon_migrate and tell the driver", () => {
-    const { memory, owner, count } = fragmentedGuest("6.1", 40_000);
-    const balloon = createOwner(memory.owners, FrameKind.Balloon, "balloon", 4096);
-    let slot = 0;
-    for (let index = 1; index < count && slot < 4096; index += 6) {
-      rehome(memory, owner, index, balloon, slot++);
-    }
-    const moves: [number, number][] = [];
-    memory.onBalloonMigrate = (oldPfn, newPfn) => moves.push([oldPfn, newPfn]);
-    compactMemory(memory);
-    expect(moves.length).toBeGreaterThan(0);
-    expect(memory.events[VmEvent.balloon_migrate]).toBe(moves.length);
-    for (const [oldPfn, newPfn] of moves) {
-      expect(memory.table.state[newPfn]! & FRAME_KIND_MASK).toBe(FrameKind.Balloon);
-      expect(memory.table.state[oldPfn]! & FRAME_KIND_MASK).not.toBe(FrameKind.Balloon);
-    }
-    expect(reverseMapErrors(memory)).toBe(0);
   });
 
   test("order-9 THPs never move; v6.10+ moves smaller folios (skip_isolation_on_order)", () => {

@@ -31,6 +31,25 @@ function sourceFiles(dir: string): string[] {
   return files;
 }
 
+/**
+ * Which layers each layer may import (besides itself): core <- guest, host <- virtio <- sim <-
+ * cli/web/bench; policies see guest and host; check and metrics read the model, and nothing in
+ * the model reads them.
+ */
+const LAYER_IMPORTS: Record<string, readonly string[]> = {
+  core: [],
+  guest: ["core"],
+  host: ["core"],
+  virtio: ["core", "guest", "host"],
+  policies: ["core", "guest", "host"],
+  workloads: ["core"],
+  check: ["core", "guest", "host", "virtio", "policies"],
+  metrics: ["core", "guest", "host", "virtio", "policies"],
+  sim: ["core", "guest", "host", "virtio", "policies", "workloads", "check", "metrics"],
+  cli: ["core", "guest", "host", "virtio", "policies", "workloads", "check", "metrics", "sim"],
+  web: ["core", "metrics", "sim"],
+};
+
 /** Layers that model the system: they never read the clock, draw randomness or print. */
 const MODEL_LAYERS = ["core", "guest", "host", "virtio", "policies", "workloads", "check"];
 
@@ -74,5 +93,22 @@ describe("static checks", () => {
       .map((file) => relative(root, file))
       .filter((file) => !/^[a-z0-9_/]+\.ts$/.test(file) || file.endsWith("/index.ts"));
     expect(bad).toEqual([]);
+  });
+
+  test("imports run one way between layers (style.md 5.2)", () => {
+    const offenders: string[] = [];
+    for (const file of sourceFiles(join(root, "src"))) {
+      const layer = relative(join(root, "src"), file).split("/")[0]!;
+      const allowed = LAYER_IMPORTS[layer];
+      if (allowed === undefined) {
+        offenders.push(`${relative(root, file)}: layer ${layer} has no import rule`);
+        continue;
+      }
+      for (const match of readFileSync(file, "utf8").matchAll(/from "\.\.\/([a-z_]+)\//g)) {
+        const target = match[1]!;
+        if (!allowed.includes(target)) offenders.push(`${relative(root, file)} imports ${target}`);
+      }
+    }
+    expect(offenders).toEqual([]);
   });
 });

@@ -13,12 +13,12 @@
 //   blocks too small for the order.
 // - extfragForOrder (proactive compaction's score, v5.9+): the same ratio in percent.
 //
-// Compaction (src/guest/compaction.ts) uses fragmentationIndex and extfragForOrder as the kernel
+// Compaction (compaction.ts) uses fragmentationIndex and extfragForOrder as the kernel
 // does; these functions allocate nothing.
 
 import { assert } from "../core/assert.ts";
 import { MAX_PAGE_ORDER } from "../core/limits.ts";
-import type { Zone } from "../guest/zone.ts";
+import type { Zone } from "./zone.ts";
 
 /** struct contig_page_info (mm/vmstat.c). */
 export interface ContigPageInfo {

@@ -1,0 +1,170 @@
+// What a snapshot records about one VM: the host's three memory quantities and its THP use, the
+// guest's free memory and fragmentation, the balloon, and Hildenbrand's ladder of 2 MiB blocks.
+//
+// Hildenbrand's ladder (LKML 2020-02-24): performance is best with a huge page in guest and
+// host, then in one of them, then neither. Every 2 MiB block of guest RAM (a RAMBlock PMD) is
+// counted once: "ballooned" (all 512 frames in the balloon), "free" (all 512 free in the guest),
+// or by where it is huge: in the guest (a PMD-mapped anonymous THP), on the host (a PMD-mapped
+// THP or a hugetlb page behind it), both or neither.
+
+import { HPAGE_PMD_NR, NR_PAGE_ORDERS, PAGE_SIZE, pageblock_order } from "../core/limits.ts";
+import type { BalloonList } from "../guest/balloon_list.ts";
+import { unusableFreeIndex } from "../guest/fragmentation_index.ts";
+import { FRAME_KIND_MASK, FRAME_TAIL, FrameKind, ORDER_MASK } from "../guest/frame_table.ts";
+import type { GuestMemory } from "../guest/guest_memory.ts";
+import { type ThpState, thpPmdMapped } from "../guest/thp.ts";
+import { VM_EVENT_NAMES, VmEvent } from "../guest/vm_event.ts";
+import { type GuestRam, type HostSnapshot, hostBlockHuge, hostSnapshot } from "../host/host_api.ts";
+import { type GuestRamMap, pfnOfRamPage } from "../virtio/guest_ram_map.ts";
+import type { BalloonDeviceCounters } from "../virtio/qemu_balloon_device.ts";
+
+export interface ThpLadder {
+  hugeGuestAndHost: number;
+  hugeGuestOnly: number;
+  hugeHostOnly: number;
+  hugeNeither: number;
+  free: number;
+  ballooned: number;
+}
+
+export interface GuestSnapshot {
+  memTotalBytes: number;
+  freeBytes: number;
+  /** Free blocks per order, all zones (buddyinfo summed). */
+  freeBlocksByOrder: number[];
+  /** AnonHugePages in bytes. */
+  anonHugePagesBytes: number;
+  /** unusable_index at pageblock_order of the largest zone, in thousandths. */
+  unusableIndexPageblockOrder: number;
+  /** The vmstat events that matter to ballooning, by the kernel's names. */
+  events: Record<string, number>;
+}
+
+export interface BalloonSnapshot {
+  /** The balloon's size (vb->num_pages) and QEMU's target, in bytes. */
+  sizeBytes: number;
+  targetBytes: number;
+  device: BalloonDeviceCounters;
+}
+
+export interface VmSnapshot {
+  timeMs: number;
+  host: HostSnapshot;
+  guest: GuestSnapshot;
+  balloon: BalloonSnapshot;
+  ladder: ThpLadder;
+}
+
+const GUEST_EVENTS = [
+  VmEvent.balloon_inflate,
+  VmEvent.balloon_deflate,
+  VmEvent.balloon_migrate,
+  VmEvent.compact_stall,
+  VmEvent.compact_success,
+  VmEvent.compact_fail,
+  VmEvent.pgmigrate_success,
+  VmEvent.thp_fault_alloc,
+  VmEvent.thp_fault_fallback,
+  VmEvent.thp_split_pmd,
+  VmEvent.thp_collapse_alloc,
+];
+
+export interface VmSnapshotInput {
+  readonly memory: GuestMemory;
+  readonly thp: ThpState;
+  readonly ram: GuestRam;
+  readonly map: GuestRamMap;
+  readonly balloonList: BalloonList;
+  readonly balloonTargetPages: number;
+  readonly device: BalloonDeviceCounters;
+}
+
+export function vmSnapshot(input: VmSnapshotInput): VmSnapshot {
+  return {
+    timeMs: input.memory.clockMs,
+    host: hostSnapshot(input.ram),
+    guest: guestSnapshot(input.memory, input.thp),
+    balloon: {
+      sizeBytes: input.balloonList.pageCount * PAGE_SIZE,
+      targetBytes: input.balloonTargetPages * PAGE_SIZE,
+      device: { ...input.device },
+    },
+    ladder: thpLadder(input),
+  };
+}
+
+function guestSnapshot(memory: GuestMemory, thp: ThpState): GuestSnapshot {
+  const freeBlocksByOrder = new Array<number>(NR_PAGE_ORDERS).fill(0);
+  let freePages = 0;
+  let managedPages = 0;
+  let largest = memory.zones[0]!;
+  for (const zone of memory.zones) {
+    managedPages += zone.managedPages;
+    freePages += zone.freePages;
+    if (zone.managedPages > largest.managedPages) largest = zone;
+    for (let order = 0; order < NR_PAGE_ORDERS; order++) {
+      freeBlocksByOrder[order]! += zone.freeArea.nrFree[order]!;
+    }
+  }
+  const events: Record<string, number> = {};
+  for (const event of GUEST_EVENTS) events[VM_EVENT_NAMES[event]!] = memory.events[event]!;
+  return {
+    memTotalBytes: managedPages * PAGE_SIZE,
+    freeBytes: freePages * PAGE_SIZE,
+    freeBlocksByOrder,
+    anonHugePagesBytes: countGuestHugeBlocks(memory, thp) * HPAGE_PMD_NR * PAGE_SIZE,
+    unusableIndexPageblockOrder: unusableFreeIndex(largest, pageblock_order),
+    events,
+  };
+}
+
+/** A PMD-mapped anonymous THP starts at this pfn. */
+function guestHugeAt(memory: GuestMemory, thp: ThpState, pfn: number): boolean {
+  const state = memory.table.state[pfn]!;
+  if ((state & FRAME_KIND_MASK) !== FrameKind.Anon || (state & FRAME_TAIL) !== 0) return false;
+  if ((memory.table.order[pfn]! & ORDER_MASK) !== pageblock_order) return false;
+  return thpPmdMapped(thp, pfn);
+}
+
+function countGuestHugeBlocks(memory: GuestMemory, thp: ThpState): number {
+  let blocks = 0;
+  for (let pfn = 0; pfn < memory.table.frameCount; pfn += HPAGE_PMD_NR) {
+    if (guestHugeAt(memory, thp, pfn)) blocks++;
+  }
+  return blocks;
+}
+
+/** All 512 frames of the block have this kind. */
+function blockAll(memory: GuestMemory, pfn: number, kind: FrameKind): boolean {
+  const state = memory.table.state;
+  for (let page = 0; page < HPAGE_PMD_NR; page++) {
+    if ((state[pfn + page]! & FRAME_KIND_MASK) !== kind) return false;
+  }
+  return true;
+}
+
+export function thpLadder(input: VmSnapshotInput): ThpLadder {
+  const ladder: ThpLadder = {
+    hugeGuestAndHost: 0,
+    hugeGuestOnly: 0,
+    hugeHostOnly: 0,
+    hugeNeither: 0,
+    free: 0,
+    ballooned: 0,
+  };
+  const { memory, ram, map } = input;
+  for (let block = 0; block < ram.fullBlockCount; block++) {
+    const pfn = pfnOfRamPage(map, block * HPAGE_PMD_NR);
+    if (blockAll(memory, pfn, FrameKind.Balloon)) ladder.ballooned++;
+    else if (blockAll(memory, pfn, FrameKind.Free)) ladder.free++;
+    else {
+      const guestHuge = guestHugeAt(memory, input.thp, pfn);
+      const hostHuge = hostBlockHuge(ram, block);
+      if (guestHuge && hostHuge) ladder.hugeGuestAndHost++;
+      else if (guestHuge) ladder.hugeGuestOnly++;
+      else if (hostHuge) ladder.hugeHostOnly++;
+      else ladder.hugeNeither++;
+    }
+  }
+  return ladder;
+}

@@ -1,0 +1,349 @@
+// One virtual machine: the guest model (guest_sim.ts), the host's view of its RAM (src/host),
+// the balloon driver in the guest and QEMU's device between them, free page reporting, and one
+// simulated clock for all of it.
+//
+// Theory of operation. Every guest write of a frame (an allocation's first use, init_on_alloc
+// zeroing, a migration's copy) faults the host page in through memory.onTouch. The balloon's
+// target is QEMU's (`balloon` QMP: the guest's logical size); the driver runs rounds of at most
+// 256 entries toward it, each round taking the simulated time the cost model gives its work,
+// with the guest's and the host's background threads running in between; a round that runs
+// out of memory retries 200 ms later, as fill_balloon does. Free page reporting, host
+// khugepaged and the retry timer are events on the same clock as kcompactd and khugepaged.
+//
+// Left out: the stats queue, free page hinting, vCPU concurrency (a round runs alone).
+
+import { assert } from "../core/assert.ts";
+import { PAGE_SIZE } from "../core/limits.ts";
+import {
+  BALLOON_RETRY_DELAY_MS,
+  type BalloonDriver,
+  type BalloonRequest,
+  createBalloonDriver,
+  fillBalloon,
+  leakBalloon,
+  VIRTIO_BALLOON_OOM_NR_PAGES,
+} from "../guest/balloon_driver.ts";
+import { FrameKind } from "../guest/frame_table.ts";
+import type { GuestConfig } from "../guest/guest_memory.ts";
+import {
+  type PageReportingState,
+  pageReportingNotice,
+  pageReportingProcess,
+  registerPageReporting,
+} from "../guest/page_reporting.ts";
+import {
+  createGuestRam,
+  createHostConfig,
+  type GuestRam,
+  type HostConfigInput,
+  hostGuestWrite,
+  hostKhugepagedScan,
+  hostReclaim,
+  hostSetPressure,
+} from "../host/host_api.ts";
+import { type VmSnapshot, vmSnapshot } from "../metrics/vm_snapshot.ts";
+import { balloonPolicy } from "../policies/balloon_policies.ts";
+import type { BalloonPolicy, BalloonPolicyOptions } from "../policies/balloon_policy.ts";
+import { createGuestRamMap, type GuestRamMap, ramPageOfPfn } from "../virtio/guest_ram_map.ts";
+import {
+  createQemuBalloonDevice,
+  handleDeflate,
+  handleInflate,
+  handleReport,
+  type QemuBalloonDevice,
+} from "../virtio/qemu_balloon_device.ts";
+import { createWorkCounts, type WorkCounts } from "../virtio/work_counts.ts";
+import { workTimeNs } from "./cost_model.ts";
+import { advanceTime, createGuestSim, type GuestSim, runWokenThreads } from "./guest_sim.ts";
+
+export interface VmBalloonConfig {
+  readonly policy: string;
+  readonly policyOptions?: BalloonPolicyOptions;
+  readonly deflateOnOom: boolean;
+  /** Free page reporting: off, or on at this page_reporting_order. */
+  readonly freePageReporting: { readonly enabled: boolean; readonly order: number };
+  /** Duyck's variant: QEMU knows the host THP size (qemu_ram_pagesize = 2 MiB on THP RAM). */
+  readonly thpSizeKnown: boolean;
+}
+
+export interface VmConfig {
+  readonly guest: GuestConfig;
+  readonly host: HostConfigInput;
+  readonly balloon: VmBalloonConfig;
+}
+
+export interface VmSim {
+  readonly config: VmConfig;
+  readonly guest: GuestSim;
+  readonly ram: GuestRam;
+  readonly map: GuestRamMap;
+  readonly policy: BalloonPolicy;
+  readonly driver: BalloonDriver;
+  readonly device: QemuBalloonDevice;
+  readonly reporting: PageReportingState | undefined;
+  /** num_pages: the balloon size QEMU asks for, in 4 KiB pages. */
+  targetPages: number;
+  /** When the balloon work item runs again (after "Out of puff!"), or Infinity. */
+  balloonRetryMs: number;
+  /** When host khugepaged next wakes. */
+  hostKhugepagedNextMs: number;
+  /** Guest-side work of balloon rounds (allocations, zeroing), for the cost model. */
+  readonly work: WorkCounts;
+  /** Simulated time spent in balloon and reporting work, in milliseconds. */
+  balloonTimeMs: number;
+  /** A balloon round is running (its time passing must not start another). */
+  balloonRunning: boolean;
+}
+
+export function createVmSim(config: VmConfig): VmSim {
+  const guest = createGuestSim(config.guest);
+  const hostConfig = createHostConfig(config.host);
+  const map = createGuestRamMap(config.guest.machine, config.guest.memoryBytes);
+  const ram = createGuestRam(hostConfig, map.pageCount);
+  const policy = balloonPolicy(config.balloon.policy, config.balloon.policyOptions);
+  const memory = guest.memory;
+  const driver = createBalloonDriver(memory, policy.alloc, config.balloon.deflateOnOom);
+  const device = createQemuBalloonDevice(ram, map, {
+    hostHandling: policy.hostHandling,
+    hostDiscardsWholeHugeOnly: policy.hostDiscardsWholeHugeOnly,
+    thpSizeKnown: config.balloon.thpSizeKnown,
+  });
+  const reporting = config.balloon.freePageReporting.enabled
+    ? registerPageReporting(memory, config.balloon.freePageReporting.order)
+    : undefined;
+  const vm: VmSim = {
+    config,
+    guest,
+    ram,
+    map,
+    policy,
+    driver,
+    device,
+    reporting,
+    targetPages: 0,
+    balloonRetryMs: Number.POSITIVE_INFINITY,
+    hostKhugepagedNextMs: hostConfig.khugepaged.scanSleepMs,
+    work: createWorkCounts(),
+    balloonTimeMs: 0,
+    balloonRunning: false,
+  };
+  memory.onTouch = (pfn, count) => hostGuestWrite(ram, ramPageOfPfn(map, pfn), count);
+  memory.onBalloonMigrate = (oldPfn, newPfn) => balloonMigrated(vm, oldPfn, newPfn);
+  if (config.balloon.deflateOnOom) memory.oomNotify = () => deflateOnOom(vm);
+  touchBootMemory(vm);
+  return vm;
+}
+
+/** What the guest wrote while booting: its image, the memmap, early allocations. */
+function touchBootMemory(vm: VmSim): void {
+  const { table } = vm.guest.memory;
+  for (const range of vm.guest.memory.layout.ramRanges) {
+    let pfn = range.startPfn;
+    while (pfn < range.endPfn) {
+      if (table.state[pfn] !== FrameKind.Reserved) {
+        pfn++;
+        continue;
+      }
+      let end = pfn;
+      while (end < range.endPfn && table.state[end] === FrameKind.Reserved) end++;
+      hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, pfn), end - pfn);
+      pfn = end;
+    }
+  }
+}
+
+/** virtballoon_migratepage's two tell_host calls: inflate [new], then deflate [old]. */
+function balloonMigrated(vm: VmSim, oldPfn: number, newPfn: number): void {
+  const request = singlePageRequest(vm, newPfn, true);
+  handleInflate(vm.device, request);
+  const old = singlePageRequest(vm, oldPfn, false);
+  handleDeflate(vm.device, old);
+}
+
+const migrateRequest: BalloonRequest = {
+  inflate: true,
+  entryCount: 1,
+  entryPfn: new Int32Array(1),
+  entryPages: new Int32Array(1),
+  blockCount: 1,
+  blockPfn: new Int32Array(1),
+  blockOrder: new Uint8Array(1),
+};
+
+function singlePageRequest(_vm: VmSim, pfn: number, inflate: boolean): BalloonRequest {
+  migrateRequest.inflate = inflate;
+  migrateRequest.entryPfn[0] = pfn;
+  migrateRequest.entryPages[0] = 1;
+  migrateRequest.blockPfn[0] = pfn;
+  return migrateRequest;
+}
+
+/** virtio_balloon_oom_notify: leak VIRTIO_BALLOON_OOM_NR_PAGES, telling the host first. */
+function deflateOnOom(vm: VmSim): number {
+  const round = leakBalloon(vm.driver, VIRTIO_BALLOON_OOM_NR_PAGES, (request) =>
+    handleDeflate(vm.device, request),
+  );
+  // The OOM path shrinks the balloon under QEMU's target; the work item inflates again later.
+  if (round.pages > 0) vm.balloonRetryMs = Math.min(vm.balloonRetryMs, vm.guest.memory.clockMs);
+  return round.pages;
+}
+
+/** QMP `balloon`: the guest's logical size becomes `targetBytes`; the driver runs now. */
+export function setBalloonTarget(vm: VmSim, targetBytes: number): void {
+  const ramBytes = vm.map.pageCount * PAGE_SIZE;
+  assert(targetBytes >= 0 && targetBytes <= ramBytes, () => `balloon target ${targetBytes}`);
+  // virtio_balloon_to_target: num_pages = (ram_size - target) >> VIRTIO_BALLOON_PFN_SHIFT.
+  vm.targetPages = Math.floor((ramBytes - targetBytes) / PAGE_SIZE);
+  runBalloon(vm);
+}
+
+/**
+ * Models update_balloon_size_func's loop: rounds until the balloon is at its target, or a round
+ * runs out of memory (retry in 200 ms) or cannot make progress (a thp-order remainder).
+ */
+export function runBalloon(vm: VmSim): void {
+  if (vm.balloonRunning) return;
+  vm.balloonRunning = true;
+  vm.balloonRetryMs = Number.POSITIVE_INFINITY;
+  try {
+    balloonRounds(vm);
+  } finally {
+    vm.balloonRunning = false;
+  }
+}
+
+function balloonRounds(vm: VmSim): void {
+  const memory = vm.guest.memory;
+  for (let guard = 0; guard < 1 << 30; guard++) {
+    const diff = vm.targetPages - vm.driver.list.pageCount;
+    if (diff === 0) return;
+    const before = hostWorkMark(vm);
+    const round =
+      diff > 0
+        ? fillBalloon(vm.driver, diff, (request) => inflateRequest(vm, request))
+        : leakBalloon(vm.driver, -diff, (request) => handleDeflate(vm.device, request));
+    const roundMs = roundTimeNs(vm, before) / 1e6;
+    vm.balloonTimeMs += roundMs;
+    passTime(vm, roundMs);
+    if (round.outOfPuff) {
+      vm.balloonRetryMs = memory.clockMs + BALLOON_RETRY_DELAY_MS;
+      return;
+    }
+    if (round.pages === 0) return;
+  }
+}
+
+function inflateRequest(vm: VmSim, request: BalloonRequest): void {
+  let pages = 0;
+  for (let block = 0; block < request.blockCount; block++) pages += 1 << request.blockOrder[block]!;
+  vm.work.guestAllocCalls += request.blockCount;
+  vm.work.guestAllocPages += pages;
+  if (vm.guest.memory.config.initOnAlloc) vm.work.guestZeroPages += pages;
+  handleInflate(vm.device, request);
+}
+
+/** Host and device work counters before a round, to charge the round its own work. */
+interface WorkMark {
+  timeNs: number;
+  hostSyscalls: number;
+  faults4k: number;
+  faults2m: number;
+  collapses: number;
+  residentPages: number;
+}
+
+const workScratch = createWorkCounts();
+
+function hostWorkMark(vm: VmSim): WorkMark {
+  const counters = vm.ram.counters;
+  for (const key of Object.keys(workScratch) as (keyof WorkCounts)[]) {
+    workScratch[key] = vm.work[key] + vm.device.work[key];
+  }
+  return {
+    timeNs: workTimeNs(workScratch),
+    hostSyscalls: counters.madvise + counters.fallocate,
+    faults4k: counters.faults4k,
+    faults2m: counters.faults2m + counters.faultsHugetlb,
+    collapses: counters.collapses,
+    residentPages: vm.ram.residentPages,
+  };
+}
+
+/** The simulated time of what happened since `before`. */
+function roundTimeNs(vm: VmSim, before: WorkMark): number {
+  const after = hostWorkMark(vm);
+  const host = createWorkCounts();
+  host.hostSyscalls = after.hostSyscalls - before.hostSyscalls;
+  host.hostFaults4k = after.faults4k - before.faults4k;
+  host.hostFaults2m = after.faults2m - before.faults2m;
+  host.hostCollapses = after.collapses - before.collapses;
+  const unmapped = Math.max(0, before.residentPages - after.residentPages);
+  // Zapping resident memory: whole 2 MiB blocks at the PMD rate, the rest page by page.
+  if (vm.policy.hostHandling === "range") host.hostFreedPages2m = Math.floor(unmapped / 512);
+  else host.hostFreedPages4k = unmapped;
+  return after.timeNs - before.timeNs + workTimeNs(host);
+}
+
+/** Lets simulated time pass with every background thread and event at its time. */
+export function passTime(vm: VmSim, durationMs: number): void {
+  assert(durationMs >= 0, "time cannot go backwards");
+  const memory = vm.guest.memory;
+  const endMs = memory.clockMs + durationMs;
+  for (let guard = 0; guard < 1 << 24; guard++) {
+    noticeReporting(vm);
+    const reportAt = vm.reporting?.runAtMs ?? Number.POSITIVE_INFINITY;
+    const nextMs = Math.min(reportAt, vm.hostKhugepagedNextMs, vm.balloonRetryMs);
+    if (nextMs > endMs) break;
+    advanceTime(vm.guest, Math.max(0, nextMs - memory.clockMs));
+    if (nextMs === reportAt) runReporting(vm);
+    else if (nextMs === vm.hostKhugepagedNextMs) runHostKhugepaged(vm);
+    else if (vm.balloonRunning) vm.balloonRetryMs = Number.POSITIVE_INFINITY;
+    else runBalloon(vm);
+  }
+  advanceTime(vm.guest, Math.max(0, endMs - memory.clockMs));
+  noticeReporting(vm);
+}
+
+function noticeReporting(vm: VmSim): void {
+  if (vm.reporting !== undefined) pageReportingNotice(vm.guest.memory, vm.reporting);
+}
+
+function runReporting(vm: VmSim): void {
+  const reporting = vm.reporting!;
+  const before = hostWorkMark(vm);
+  pageReportingProcess(vm.guest.memory, reporting, (pfns, orders, count) =>
+    handleReport(vm.device, pfns, orders, count),
+  );
+  vm.balloonTimeMs += roundTimeNs(vm, before) / 1e6;
+}
+
+function runHostKhugepaged(vm: VmSim): void {
+  const knobs = vm.ram.config.khugepaged;
+  hostKhugepagedScan(vm.ram, knobs.pagesToScan);
+  vm.hostKhugepagedNextMs = vm.guest.memory.clockMs + knobs.scanSleepMs;
+}
+
+/** Runs guest work that an operation woke, then notices reporting. */
+export function settle(vm: VmSim): void {
+  runWokenThreads(vm.guest);
+  noticeReporting(vm);
+}
+
+/** Everything a snapshot records, now. */
+export function snapshotVm(vm: VmSim): VmSnapshot {
+  return vmSnapshot({
+    memory: vm.guest.memory,
+    thp: vm.guest.thp,
+    ram: vm.ram,
+    map: vm.map,
+    balloonList: vm.driver.list,
+    balloonTargetPages: vm.targetPages,
+    device: vm.device.counters,
+  });
+}
+
+/** The host needs `otherUsedBytes` for everything but this guest: kswapd and its shrinkers run. */
+export function applyHostPressure(vm: VmSim, otherUsedBytes: number): number {
+  hostSetPressure(vm.ram, otherUsedBytes);
+  return hostReclaim(vm.ram, 0);
+}

@@ -1,0 +1,197 @@
+// Goal: each claim of the February 2020 thread (../shared/reference/) holds in the model with the
+// direction the thread gives, through the whole stack (guest driver, QEMU's device, the host):
+// - Hildenbrand/Duyck: the pbp tracker frees nothing on a 2 MiB hugetlbfs backing with 256-PFN
+//   requests ("we can only inflate half of a THP page at a time"), while free page reporting
+//   at order 9 does free it.
+// - Duyck: 4 KiB inflation on a fragmented guest splits many more host THPs than
+//   highest-order-first; on anonymous THP it returns almost no allocated memory until the host
+//   is under pressure (Yang Shi: anon THP memory returns only when all subpages are gone).
+// - Yang Shi / Hugh Dickins: shmem THP punched 4 KiB at a time frees nothing on 5.6 and frees
+//   memory from 5.7.
+// - khugepaged (max_ptes_none 511) can undo the balloon's savings; with 0 it cannot.
+// Method: 1-2 GiB guests on a 24 GiB host; the guest first touches memory (a process writes it
+// and exits) so the host backs it, then the balloon inflates; host snapshots before and after
+// are compared. The guest and host checkers run at the end of every scenario.
+
+import { describe, expect, test } from "vitest";
+import { checkGuestMemory } from "../../src/check/buddy_checker.ts";
+import { checkHostRam } from "../../src/check/host_checker.ts";
+import { pageblock_order } from "../../src/core/limits.ts";
+import { freeProcess, memhog } from "../../src/sim/guest_sim.ts";
+import {
+  applyHostPressure,
+  createVmSim,
+  passTime,
+  setBalloonTarget,
+  snapshotVm,
+  type VmSim,
+} from "../../src/sim/vm_sim.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+interface VmOptions {
+  guestBytes?: number;
+  guestKernel?: string;
+  hostKernel?: string;
+  backing?: string;
+  hostThp?: "always" | "madvise" | "never";
+  shmemEnabled?: string;
+  policy?: string;
+  reporting?: boolean;
+  maxPtesNone?: number;
+}
+
+function makeVm(options: VmOptions = {}): VmSim {
+  return createVmSim({
+    guest: {
+      memoryBytes: options.guestBytes ?? GiB,
+      machine: "pc",
+      kernel: options.guestKernel ?? "6.1",
+      cpus: 1,
+      thpEnabled: "never",
+      thpDefrag: "madvise",
+      initOnAlloc: false,
+    },
+    host: {
+      kernel: options.hostKernel ?? "6.18",
+      memoryBytes: 24 * GiB,
+      backing: options.backing ?? "anon",
+      thp: {
+        enabled: options.hostThp ?? "always",
+        shmemEnabled: (options.shmemEnabled ?? "never") as "never",
+      },
+      khugepaged: { maxPtesNone: options.maxPtesNone ?? 511 },
+    },
+    balloon: {
+      policy: options.policy ?? "linux-4k",
+      deflateOnOom: false,
+      freePageReporting: { enabled: options.reporting ?? false, order: pageblock_order },
+      thpSizeKnown: false,
+    },
+  });
+}
+
+function checkAll(vm: VmSim): void {
+  expect(checkGuestMemory(vm.guest.memory)).toEqual([]);
+  expect(checkHostRam(vm.ram)).toEqual([]);
+}
+
+/** A process writes `bytes` and exits: the host backs it, the guest has it free again. */
+function touchAndFree(vm: VmSim, bytes: number): void {
+  memhog(vm.guest, "toucher", bytes, false, 1);
+  freeProcess(vm.guest, "toucher");
+}
+
+describe("Hildenbrand/Duyck: the pbp tracker and 2 MiB hugetlbfs", () => {
+  test("256-PFN requests never complete a 2 MiB host page: nothing is freed", () => {
+    const vm = makeVm({ backing: "hugetlbfs" });
+    touchAndFree(vm, 700 * MiB);
+    const before = snapshotVm(vm);
+    setBalloonTarget(vm, 512 * MiB);
+    const after = snapshotVm(vm);
+    expect(after.balloon.sizeBytes).toBe(512 * MiB);
+    expect(after.balloon.device.pbpCompleted).toBe(0);
+    expect(after.balloon.device.pbpDropped).toBeGreaterThan(0);
+    expect(after.host.hugetlbPagesFree).toBe(before.host.hugetlbPagesFree);
+    expect(after.host.allocatedBytes).toBe(before.host.allocatedBytes);
+    checkAll(vm);
+  });
+
+  test("free page reporting at order 9 frees whole hugetlb pages", () => {
+    const vm = makeVm({ backing: "hugetlbfs", reporting: true });
+    touchAndFree(vm, 700 * MiB);
+    const before = snapshotVm(vm);
+    passTime(vm, 60_000);
+    const after = snapshotVm(vm);
+    expect(after.host.hugetlbPagesFree - before.host.hugetlbPagesFree).toBeGreaterThan(300);
+    expect(after.balloon.device.reportedPagesIgnored).toBe(0);
+    checkAll(vm);
+  });
+});
+
+describe("Duyck: 4 KiB inflation on a fragmented guest, anonymous THP host", () => {
+  /** Half of 1400 MiB stays allocated, every other 4 KiB page: free memory is all order 0. */
+  function fragmentedVm(policy: string): VmSim {
+    const vm = makeVm({ guestBytes: 2 * GiB, policy });
+    memhog(vm.guest, "frag", 1400 * MiB, false, 2);
+    return vm;
+  }
+
+  test("linux-4k splits many more host THPs than highest-order-first", () => {
+    const small = fragmentedVm("linux-4k");
+    const large = fragmentedVm("highest-order-first");
+    for (const vm of [small, large]) setBalloonTarget(vm, 1536 * MiB);
+    const smallSplits = snapshotVm(small).host.counters.splitPmd;
+    const largeSplits = snapshotVm(large).host.counters.splitPmd;
+    expect(snapshotVm(small).balloon.sizeBytes).toBe(512 * MiB);
+    expect(snapshotVm(large).balloon.sizeBytes).toBe(512 * MiB);
+    expect(smallSplits).toBeGreaterThan(2 * largeSplits);
+    checkAll(small);
+    checkAll(large);
+  });
+
+  test("linux-4k returns almost no allocated memory until the host is under pressure", () => {
+    const vm = fragmentedVm("linux-4k");
+    const before = snapshotVm(vm);
+    setBalloonTarget(vm, 1536 * MiB);
+    const inflated = snapshotVm(vm);
+    const residentDrop = before.host.residentBytes - inflated.host.residentBytes;
+    const allocatedDrop = before.host.allocatedBytes - inflated.host.allocatedBytes;
+    expect(residentDrop).toBeGreaterThan(400 * MiB);
+    expect(allocatedDrop).toBeLessThan(0.1 * residentDrop);
+    expect(inflated.host.deferredSplitBytes).toBeGreaterThan(400 * MiB);
+    // Host memory pressure runs the deferred split shrinker: the memory finally returns.
+    applyHostPressure(vm, 24 * GiB);
+    const pressed = snapshotVm(vm);
+    expect(before.host.allocatedBytes - pressed.host.allocatedBytes).toBeGreaterThan(
+      0.9 * residentDrop,
+    );
+    checkAll(vm);
+  });
+});
+
+describe("Yang Shi / Hugh Dickins: shmem THP punched 4 KiB at a time", () => {
+  for (const [hostKernel, frees] of [
+    ["5.6", false],
+    ["6.1", true],
+  ] as const) {
+    test(`host ${hostKernel}: ${frees ? "frees memory" : "frees nothing"}`, () => {
+      const vm = makeVm({ backing: "tmpfs-huge", hostKernel, shmemEnabled: "always" });
+      touchAndFree(vm, 700 * MiB);
+      const before = snapshotVm(vm);
+      expect(before.host.shmemHugePagesBytes).toBeGreaterThan(500 * MiB);
+      setBalloonTarget(vm, 512 * MiB);
+      const after = snapshotVm(vm);
+      const freed = before.host.allocatedBytes - after.host.allocatedBytes;
+      if (frees) expect(freed).toBeGreaterThan(400 * MiB);
+      else expect(freed).toBe(0);
+      checkAll(vm);
+    });
+  }
+});
+
+describe("khugepaged can undo the balloon's savings", () => {
+  for (const maxPtesNone of [511, 0]) {
+    test(`max_ptes_none ${maxPtesNone}`, () => {
+      const vm = makeVm({ guestBytes: 2 * GiB, maxPtesNone });
+      memhog(vm.guest, "frag", 1400 * MiB, false, 2);
+      setBalloonTarget(vm, 1536 * MiB);
+      // Host pressure comes and goes: the shrinker returns the ballooned memory.
+      applyHostPressure(vm, 24 * GiB);
+      applyHostPressure(vm, 0);
+      const inflated = snapshotVm(vm);
+      passTime(vm, 10 * 60_000);
+      const later = snapshotVm(vm);
+      const regrown = later.host.allocatedBytes - inflated.host.allocatedBytes;
+      if (maxPtesNone === 511) {
+        expect(later.host.counters.collapses).toBeGreaterThan(inflated.host.counters.collapses);
+        expect(regrown).toBeGreaterThan(100 * MiB);
+      } else {
+        expect(later.host.counters.collapses).toBe(inflated.host.counters.collapses);
+        expect(regrown).toBeLessThanOrEqual(0);
+      }
+      checkAll(vm);
+    });
+  }
+});
