@@ -5,8 +5,10 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { InputError } from "../core/input_error.ts";
+import { registerCompareCommand } from "./compare_command.ts";
 import { registerDemoCommand } from "./demo_command.ts";
 import { registerProcCommand } from "./proc_command.ts";
+import { registerRunCommand } from "./run_command.ts";
 import { registerTraceCommand } from "./trace_command.ts";
 
 export const EXIT_FAILURE = 1;
@@ -21,6 +23,8 @@ export function createProgram(): Command {
     .version("0.1.0")
     .exitOverride()
     .showHelpAfterError();
+  registerRunCommand(program);
+  registerCompareCommand(program);
   registerDemoCommand(program);
   registerProcCommand(program);
   registerTraceCommand(program);

@@ -8,6 +8,8 @@ export interface InputErrorSpec {
   readonly file: string;
   /** 1-based line, for text inputs. */
   readonly line?: number;
+  /** 1-based column on that line, when known (YAML nodes). */
+  readonly column?: number;
   /** The field, option or record that is wrong, e.g. "version" or "record 12". */
   readonly field?: string;
   /** What is wrong and what was expected, without the location: "expected 1, got 7". */
@@ -18,6 +20,7 @@ export class InputError extends Error {
   override name = "InputError";
   readonly file: string;
   readonly line: number | undefined;
+  readonly column: number | undefined;
   readonly field: string | undefined;
   /** The reason without the location (`message` is the full, printable text). */
   readonly reason: string;
@@ -26,14 +29,17 @@ export class InputError extends Error {
     super(formatInputError(spec));
     this.file = spec.file;
     this.line = spec.line;
+    this.column = spec.column;
     this.field = spec.field;
     this.reason = spec.message;
   }
 }
 
-/** "file:line: field: reason", leaving out the parts that are not known. */
+/** "file:line[:column]: field: reason", leaving out the parts that are not known. */
 function formatInputError(spec: InputErrorSpec): string {
-  const location = spec.line === undefined ? spec.file : `${spec.file}:${spec.line}`;
+  const line = spec.line === undefined ? "" : `:${spec.line}`;
+  const column = spec.line === undefined || spec.column === undefined ? "" : `:${spec.column}`;
+  const location = `${spec.file}${line}${column}`;
   const field = spec.field === undefined ? "" : `${spec.field}: `;
   return `${location}: ${field}${spec.message}`;
 }

@@ -55,6 +55,8 @@ export interface Process {
   readonly name: string;
   /** VM_HUGEPAGE: the VMA was madvised MADV_HUGEPAGE. */
   readonly thp: boolean;
+  /** VM_NOHUGEPAGE: the VMA was madvised MADV_NOHUGEPAGE. */
+  readonly noHugepage: boolean;
   /** VMA length in 4 KiB pages. */
   readonly sizePages: number;
   /** Per 2 MiB range: PMD_NONE, PMD_TABLE or PMD_HUGE. */
@@ -68,6 +70,8 @@ export interface Process {
 export interface ProcessOptions {
   /** The VMA has MADV_HUGEPAGE. */
   readonly thp: boolean;
+  /** The VMA has MADV_NOHUGEPAGE (VM_NOHUGEPAGE): never THP, whatever `enabled` says. */
+  readonly noHugepage?: boolean;
   /** The guest's THP state from createThpState, shared by all its processes. */
   readonly thpState: ThpState;
 }
@@ -80,14 +84,17 @@ export function createProcess(
 ): Process {
   assert(sizeBytes > 0 && sizeBytes % PAGE_SIZE === 0, "process size must be whole pages");
   const sizePages = sizeBytes / PAGE_SIZE;
+  const noHugepage = options.noHugepage === true;
   const eligible =
-    memory.thpEnabled === "always" || (memory.thpEnabled === "madvise" && options.thp);
+    !noHugepage &&
+    (memory.thpEnabled === "always" || (memory.thpEnabled === "madvise" && options.thp));
   const faultOrder = eligible ? HPAGE_PMD_ORDER : 0;
   const owner = createOwner(memory.owners, FrameKind.Anon, name, sizePages, faultOrder);
   return {
     owner,
     name,
     thp: options.thp,
+    noHugepage,
     sizePages,
     pmd: new Uint8Array(Math.ceil(sizePages / HPAGE_PMD_NR)),
     thpState: options.thpState,
@@ -98,6 +105,8 @@ export function createProcess(
 /** Models hugepage_vma_check / thp_vma_allowable_order for an anon VMA under `enabled`. */
 export function thpAllowed(memory: GuestMemory, process: Process): boolean {
   const enabled = memory.thpEnabled;
+  // hugepage_vma_check: VM_NOHUGEPAGE refuses THP before `enabled` is looked at.
+  if (process.noHugepage) return false;
   return enabled === "always" || (enabled === "madvise" && process.thp);
 }
 

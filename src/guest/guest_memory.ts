@@ -1,6 +1,11 @@
 // One guest's physical memory: the frame table, its zones, per-cpu lists, counters, owners and
 // clock. This is the state every guest-side operation (page_alloc, compaction, reclaim, THP)
 // works on; the operations live in their own files and take this struct first.
+//
+// With a virtio-mem device (config.virtioMem) the frame table and one zone also cover the
+// device's region (memory_layout.ts addDeviceMemory); its frames stay reserved until the
+// virtio-mem driver onlines them, and memory hotplug recomputes the zones' limits
+// (recalculateZoneLimits) whenever managed pages change that way.
 
 import { assert } from "../core/assert.ts";
 import { MIGRATE_MOVABLE } from "../core/limits.ts";
@@ -9,11 +14,13 @@ import { FPI_NONE, FPI_TO_TAIL, freeOnePage } from "./buddy.ts";
 import { createFrameTable, FrameKind, type FrameTable } from "./frame_table.ts";
 import { type KernelRules, kernelRules } from "./kernel_version.ts";
 import {
+  addDeviceMemory,
   type BootReservation,
   DEFAULT_BOOT_RESERVATION,
   type GuestLayout,
   guestLayout,
   type MachineType,
+  type VirtioMemConfig,
 } from "./memory_layout.ts";
 import { createOwnerRegistry, type OwnerRegistry } from "./owners.ts";
 import { createPcpSet, type PcpSet, setupPcpHighAndBatch } from "./pcp.ts";
@@ -42,6 +49,8 @@ export interface GuestConfig {
   readonly boot?: BootReservation;
   /** An explicit layout (proc import), used instead of guestLayout(...) when present. */
   readonly layout?: GuestLayout;
+  /** A virtio-mem device: its region is added above boot RAM (memory_layout.ts). */
+  readonly virtioMem?: VirtioMemConfig;
 }
 
 /** Work the model owes to background threads, run by the scheduler in sim time. */
@@ -113,9 +122,11 @@ function effectiveThp(config: GuestConfig): ThpEnabled {
 export function createGuestMemory(config: GuestConfig): GuestMemory {
   assert(Number.isInteger(config.cpus) && config.cpus >= 1, "cpus must be a positive integer");
   const rules = kernelRules(config.kernel);
-  const layout =
+  const bootLayout =
     config.layout ??
     guestLayout(config.machine, config.memoryBytes, rules, config.boot ?? DEFAULT_BOOT_RESERVATION);
+  const layout =
+    config.virtioMem === undefined ? bootLayout : addDeviceMemory(bootLayout, config.virtioMem);
   const table = createFrameTable(layout.frameCount);
   const zones = layout.zones.map((spec) => createZone(spec, rules));
   const zoneByType: (Zone | undefined)[] = [];
@@ -139,13 +150,24 @@ export function createGuestMemory(config: GuestConfig): GuestMemory {
     hooks: undefined,
   };
   bootFreeMemory(memory);
-  memory.minFreeKbytes = minFreeKbytes(zones, rules, memory.thpEnabled !== "never");
-  setupPerZoneWmarks(zones, memory.minFreeKbytes, WATERMARK_SCALE_FACTOR_DEFAULT);
-  setupPerZoneLowmemReserve(zones);
+  recalculateZoneLimits(memory);
   zones.forEach((zone, index) => {
     for (const set of memory.pcp[index]!) setupPcpHighAndBatch(set, zone, config.cpus, rules);
   });
   return memory;
+}
+
+/**
+ * Models init_per_zone_wmark_min (mm/page_alloc.c), which boot and memory hotplug (online_pages,
+ * offline_pages in mm/memory_hotplug.c) both run: min_free_kbytes from the lowmem managed pages,
+ * raised for THP (khugepaged_min_free_kbytes_update, v5.10), then every zone's watermarks and
+ * lowmem reserves.
+ */
+export function recalculateZoneLimits(memory: GuestMemory): void {
+  const zones = memory.zones;
+  memory.minFreeKbytes = minFreeKbytes(zones, memory.rules, memory.thpEnabled !== "never");
+  setupPerZoneWmarks(zones, memory.minFreeKbytes, WATERMARK_SCALE_FACTOR_DEFAULT);
+  setupPerZoneLowmemReserve(zones);
 }
 
 /** The zone a pfn belongs to, or undefined for a hole. */

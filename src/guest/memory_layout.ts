@@ -8,6 +8,12 @@
 // real-mode trampoline), its own image at CONFIG_PHYSICAL_START = 16 MiB, the memmap (64 bytes of
 // struct page per 4 KiB, allocated top-down by memblock) and other early allocations, also
 // top-down. All numbers are model rules, listed in `BootReservation` and documented in README.
+//
+// A virtio-mem device adds its region above all of this: QEMU's device memory region starts at
+// the end of RAM above 4 GiB rounded up to 1 GiB (hw/i386/pc.c pc_get_device_memory_range), and
+// the first memory device is placed at its start. The frame table covers the region from
+// creation, its frames reserved (not present) until the driver onlines them, and the zone it
+// onlines into (ZONE_MOVABLE, or ZONE_NORMAL) spans it from creation so zone spans never change.
 
 import { assert } from "../core/assert.ts";
 import { PAGE_SIZE } from "../core/limits.ts";
@@ -47,14 +53,38 @@ export interface ReservedRange {
   readonly what: string;
 }
 
+/** A virtio-mem device as the guest sees it at boot (GuestConfig.virtioMem). */
+export interface VirtioMemConfig {
+  /** The memdev's size: the device region (QEMU `memdev` size, `region_size` in the config). */
+  readonly regionBytes: number;
+  /** The device block size (QEMU `block-size`; its default is the host THP size, 2 MiB). */
+  readonly blockBytes: number;
+  /** Memory blocks are onlined to ZONE_MOVABLE (memhp_default_state=online_movable). */
+  readonly movable: boolean;
+}
+
+/** The device memory region of a virtio-mem device in guest-physical frames. */
+export interface DeviceMemoryRegion {
+  /** First pfn: the device's `addr` (1 GiB aligned). */
+  readonly startPfn: number;
+  /** End pfn (exclusive): start + region size. */
+  readonly endPfn: number;
+  /** The zone its memory is onlined to: ZoneType.Movable or ZoneType.Normal. */
+  readonly zoneType: ZoneType;
+  /** The device block size in 4 KiB frames. */
+  readonly blockPages: number;
+}
+
 export interface GuestLayout {
-  /** Frames the frame table covers (highest RAM pfn + 1). */
+  /** Frames the frame table covers (highest RAM pfn + 1, or the device region's end). */
   readonly frameCount: number;
   readonly zones: readonly ZoneSpec[];
   /** RAM ranges [start, end) in pfns (E820 usable). */
   readonly ramRanges: readonly ReservedRange[];
   /** Ranges of RAM Linux never hands to the buddy allocator. */
   readonly reserved: readonly ReservedRange[];
+  /** The virtio-mem device region, when the guest has one (not RAM at boot: not in ramRanges). */
+  readonly deviceMemory?: DeviceMemoryRegion;
 }
 
 export interface BootReservation {
@@ -75,7 +105,7 @@ const LOW_RAM_TOP_RESERVED_PAGES = 36;
 /** The usable range below 1 MiB ends at 0x9fc00: pfn 0x9f is partial, so pfns 1..0x9e. */
 const LOW_USABLE_END_PFN = 0x9f;
 /** struct page is 64 bytes (include/linux/mm_types.h on x86-64). */
-const STRUCT_PAGE_BYTES = 64;
+export const STRUCT_PAGE_BYTES = 64;
 
 export function guestLayout(
   machine: MachineType,
@@ -141,4 +171,60 @@ function bootReserved(
     what: "early allocations",
   });
   return reserved;
+}
+
+/** VIRTIO_MEM_MIN_BLOCK_SIZE (hw/virtio/virtio-mem.c): device blocks are at least 1 MiB. */
+export const VIRTIO_MEM_MIN_BLOCK_SIZE = 1 * MiB;
+
+/**
+ * Models pc_get_device_memory_range (hw/i386/pc.c): the device memory region starts at
+ * ROUND_UP(pc_above_4g_end, 1 GiB), where pc_above_4g_end is 4 GiB plus the RAM above 4 GiB
+ * (4 GiB itself when all RAM fits below the PCI hole).
+ */
+export function deviceMemoryBasePfn(layout: GuestLayout): number {
+  let above4gEndPfn = FRAMES_4G;
+  for (const range of layout.ramRanges) above4gEndPfn = Math.max(above4gEndPfn, range.endPfn);
+  const gigabytePages = GiB / PAGE_SIZE;
+  return Math.ceil(above4gEndPfn / gigabytePages) * gigabytePages;
+}
+
+/**
+ * The layout with a virtio-mem region added at the device memory base: the frame table grows to
+ * its end, and the zone it onlines into spans it (ZONE_MOVABLE, new; or ZONE_NORMAL, extended
+ * over the gap, or new when the guest has no RAM above 4 GiB). Nothing in it is present yet.
+ */
+export function addDeviceMemory(layout: GuestLayout, virtioMem: VirtioMemConfig): GuestLayout {
+  const { regionBytes, blockBytes } = virtioMem;
+  assert(layout.deviceMemory === undefined, "the layout already has a device memory region");
+  assert(
+    blockBytes >= VIRTIO_MEM_MIN_BLOCK_SIZE && (blockBytes & (blockBytes - 1)) === 0,
+    () => `virtio-mem block size ${blockBytes}: expected a power of two >= 1 MiB`,
+  );
+  // virtio_mem_device_realize: the memdev size has to be a multiple of the block size.
+  assert(
+    Number.isSafeInteger(regionBytes) && regionBytes > 0 && regionBytes % blockBytes === 0,
+    () => `virtio-mem region ${regionBytes}: expected a positive multiple of ${blockBytes}`,
+  );
+  const startPfn = deviceMemoryBasePfn(layout);
+  const endPfn = startPfn + regionBytes / PAGE_SIZE;
+  const zoneType = virtioMem.movable ? ZoneType.Movable : ZoneType.Normal;
+  const zones: ZoneSpec[] = layout.zones.filter((zone) => zone.type !== zoneType);
+  const normal = layout.zones.find((zone) => zone.type === ZoneType.Normal);
+  if (zoneType === ZoneType.Normal && normal !== undefined) {
+    zones.push({ type: ZoneType.Normal, startPfn: normal.startPfn, endPfn });
+  } else {
+    assert(
+      layout.zones.every((zone) => zone.type !== zoneType),
+      () => `the layout already has zone ${zoneType}`,
+    );
+    zones.push({ type: zoneType, startPfn, endPfn });
+  }
+  zones.sort((a, b) => a.type - b.type);
+  const blockPages = blockBytes / PAGE_SIZE;
+  return {
+    ...layout,
+    frameCount: endPfn,
+    zones,
+    deviceMemory: { startPfn, endPfn, zoneType, blockPages },
+  };
 }

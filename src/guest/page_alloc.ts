@@ -26,6 +26,7 @@ import {
   __GFP_DMA32,
   __GFP_HIGHMEM,
   __GFP_KSWAPD_RECLAIM,
+  __GFP_MOVABLE,
   __GFP_NORETRY,
   __GFP_RETRY_MAYFAIL,
   gfpMigratetype,
@@ -49,23 +50,34 @@ export const SWAP_CLUSTER_MAX = 32;
 
 const fallbackResult: FallbackResult = { boosted: false };
 
-/** The highest zone a request may use (gfp_zone). */
+/**
+ * The highest zone a request may use (gfp_zone, include/linux/gfp.h GFP_ZONE_TABLE): only
+ * __GFP_HIGHMEM | __GFP_MOVABLE (GFP_HIGHUSER_MOVABLE, THP) reaches ZONE_MOVABLE; GFP_KERNEL
+ * and __GFP_HIGHMEM alone stop at ZONE_NORMAL on x86-64 (no highmem).
+ */
 function highestZoneType(memory: GuestMemory, gfp: number): number {
   if ((gfp & __GFP_DMA32) !== 0) return ZoneType.DMA32;
-  if ((gfp & __GFP_HIGHMEM) === 0) {
-    // GFP_KERNEL on x86-64 may use ZONE_NORMAL too; only Movable needs __GFP_HIGHMEM|MOVABLE.
-    return memory.zoneByType[ZoneType.Normal] !== undefined ? ZoneType.Normal : ZoneType.DMA32;
-  }
+  const movable = (gfp & (__GFP_HIGHMEM | __GFP_MOVABLE)) === (__GFP_HIGHMEM | __GFP_MOVABLE);
+  if (movable && memory.zoneByType[ZoneType.Movable] !== undefined) return ZoneType.Movable;
   return memory.zoneByType[ZoneType.Normal] !== undefined ? ZoneType.Normal : ZoneType.DMA32;
 }
 
 /**
- * Models alloc_flags_nofragment (mm/page_alloc.c): when the preferred zone is Normal and DMA32
- * exists, first try not to fall back below pageblock order.
+ * Models alloc_flags_nofragment (mm/page_alloc.c): when the preferred zone (the highest
+ * populated one the request may use: zonelists hold populated zones only) is Normal and DMA32
+ * is populated, first try not to fall back below pageblock order.
  */
 function allocFlagsNofragment(memory: GuestMemory, highestZone: number): number {
-  if (highestZone !== ZoneType.Normal) return 0;
-  return memory.zoneByType[ZoneType.DMA32] !== undefined ? ALLOC_NOFRAGMENT : 0;
+  let preferred = highestZone;
+  while (preferred > ZoneType.DMA && !populatedZone(memory, preferred)) preferred--;
+  if (preferred !== ZoneType.Normal) return 0;
+  return populatedZone(memory, ZoneType.DMA32) ? ALLOC_NOFRAGMENT : 0;
+}
+
+/** populated_zone (include/linux/mmzone.h): the zone has present pages. */
+function populatedZone(memory: GuestMemory, type: number): boolean {
+  const zone = memory.zoneByType[type];
+  return zone !== undefined && zone.presentPages > 0;
 }
 
 /** enum rmqueue_mode (mm/page_alloc.c, v6.16): where __rmqueue starts within one bulk refill. */

@@ -168,3 +168,34 @@ export function thpLadder(input: VmSnapshotInput): ThpLadder {
   }
   return ladder;
 }
+
+/** The FrameKind value that marks a guest block mapped by a PMD-mapped THP in guestBlockKinds. */
+export const GUEST_BLOCK_THP = 15;
+
+/**
+ * One byte per 2 MiB block of guest RAM, in RAMBlock order: GUEST_BLOCK_THP for a PMD-mapped
+ * guest THP, else the FrameKind that holds most of the block's frames.
+ */
+export function guestBlockKinds(
+  input: Pick<VmSnapshotInput, "memory" | "thp" | "ram" | "map">,
+): Uint8Array {
+  const { memory, ram, map } = input;
+  const kinds = new Uint8Array(ram.blockCount);
+  const counts = new Int32Array(16);
+  for (let block = 0; block < ram.blockCount; block++) {
+    const pfn = pfnOfRamPage(map, block * HPAGE_PMD_NR);
+    if (block < ram.fullBlockCount && guestHugeAt(memory, input.thp, pfn)) {
+      kinds[block] = GUEST_BLOCK_THP;
+      continue;
+    }
+    counts.fill(0);
+    const pages = Math.min(HPAGE_PMD_NR, ram.pageCount - block * HPAGE_PMD_NR);
+    for (let page = 0; page < pages; page++) {
+      counts[memory.table.state[pfn + page]! & FRAME_KIND_MASK]!++;
+    }
+    let best = 0;
+    for (let kind = 1; kind < 16; kind++) if (counts[kind]! > counts[best]!) best = kind;
+    kinds[block] = best;
+  }
+  return kinds;
+}

@@ -148,7 +148,10 @@ export function advanceTime(sim: GuestSim, durationMs: number): void {
   memory.clockMs = endMs;
 }
 
-/** usemem: anonymous memory touched (with or without THP), then all but every k-th page freed. */
+/**
+ * usemem: anonymous memory touched, THP allowed (MADV_HUGEPAGE) or not (MADV_NOHUGEPAGE), then
+ * all but every k-th page freed.
+ */
 export function memhog(
   sim: GuestSim,
   id: string,
@@ -157,7 +160,12 @@ export function memhog(
   keepEvery: number,
 ): number {
   assert(!sim.processes.has(id), () => `process ${id} already exists`);
-  const process = createProcess(sim.memory, id, sizeBytes, { thp, thpState: sim.thp });
+  // usemem's THP switch: MADV_HUGEPAGE when allowed, MADV_NOHUGEPAGE when not.
+  const process = createProcess(sim.memory, id, sizeBytes, {
+    thp,
+    noHugepage: !thp,
+    thpState: sim.thp,
+  });
   sim.processes.set(id, process);
   const missing = touchProcess(sim.memory, process, 0, process.sizePages);
   if (keepEvery > 1) punchHoles(sim.memory, process, keepEvery);

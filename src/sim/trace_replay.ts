@@ -12,22 +12,22 @@
 // the free lists before each repetition is not.
 
 import { assert } from "../core/assert.ts";
-import {
-  MAX_ORDER_NR_PAGES,
-  MAX_PAGE_ORDER,
-  MIGRATE_MOVABLE,
-  NR_PAGE_ORDERS,
-} from "../core/limits.ts";
-import { addToFreeList, FPI_NONE, freeOnePage, rmqueueSmallest } from "../guest/buddy.ts";
-import { createFrameTable, FrameKind, type FrameTable, NO_PFN } from "../guest/frame_table.ts";
+import * as limits from "../core/limits.ts";
+import * as buddy from "../guest/buddy.ts";
+import type { FrameTable } from "../guest/frame_table.ts";
+import * as frameTable from "../guest/frame_table.ts";
 import { kernelRules } from "../guest/kernel_version.ts";
 import { createZone, type Zone, ZoneType } from "../guest/zone.ts";
-import {
-  PGTR_HANDLE_MASK,
-  PGTR_ORDER_MASK,
-  PGTR_ORDER_SHIFT,
-  type PgtrTrace,
-} from "../workloads/pgtr_format.ts";
+import type { PgtrTrace } from "../workloads/pgtr_format.ts";
+import * as pgtr from "../workloads/pgtr_format.ts";
+
+// Module-local copies of what the replay loop uses (as in buddy.ts): V8 (Node 20) folds a
+// module-local const into the compiled loop, but re-reads an imported binding through its cell and
+// keeps it tagged, untagging and checking it at every use.
+const { MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, MIGRATE_MOVABLE, NR_PAGE_ORDERS } = limits;
+const { addToFreeList, FPI_NONE, freeOnePage, rmqueueSmallest } = buddy;
+const { createFrameTable, FrameKind, NO_PFN } = frameTable;
+const { PGTR_HANDLE_MASK, PGTR_ORDER_MASK, PGTR_ORDER_SHIFT } = pgtr;
 
 /** The guest a trace is replayed on, and the replayer's handle table. */
 export interface ReplayGuest {
@@ -103,35 +103,25 @@ export function replayOps(
   failuresByOrder: Int32Array,
 ): number {
   const { table, zone, handles } = guest;
-  // Locals, not imported bindings: V8 (Node 20) re-reads and TDZ-checks an import at every use,
-  // through three dependent loads; a local is a register.
-  const allocate = rmqueueSmallest;
-  const free = freeOnePage;
-  const orderShift = PGTR_ORDER_SHIFT;
-  const orderMask = PGTR_ORDER_MASK;
-  const handleMask = PGTR_HANDLE_MASK;
-  const migratetype = MIGRATE_MOVABLE;
-  const fpiFlags = FPI_NONE;
-  const noPfn = NO_PFN;
   // The records as signed words: bit 31 (a free) is the sign, so no record is read as a double.
   const records = new Int32Array(ops.buffer, ops.byteOffset, ops.length);
   const count = records.length;
   let noopFreeCount = 0;
   for (let index = 0; index < count; index++) {
     const record = records[index]!;
-    const order = (record >>> orderShift) & orderMask;
-    const handle = record & handleMask;
+    const order = (record >>> PGTR_ORDER_SHIFT) & PGTR_ORDER_MASK;
+    const handle = record & PGTR_HANDLE_MASK;
     if (record >= 0) {
-      const pfn = allocate(table, zone, order, migratetype);
-      if (pfn === noPfn) failuresByOrder[order]!++;
+      const pfn = rmqueueSmallest(table, zone, order, MIGRATE_MOVABLE);
+      if (pfn === NO_PFN) failuresByOrder[order]!++;
       handles[handle] = pfn;
     } else {
       const pfn = handles[handle]!;
-      if (pfn === noPfn) {
+      if (pfn === NO_PFN) {
         noopFreeCount++;
       } else {
-        handles[handle] = noPfn;
-        free(table, zone, pfn, order, migratetype, fpiFlags);
+        handles[handle] = NO_PFN;
+        freeOnePage(table, zone, pfn, order, MIGRATE_MOVABLE, FPI_NONE);
       }
     }
   }

@@ -16,6 +16,7 @@ import { assert } from "../core/assert.ts";
 import { PAGE_SIZE } from "../core/limits.ts";
 import {
   BALLOON_RETRY_DELAY_MS,
+  type BalloonAllocPolicy,
   type BalloonDriver,
   type BalloonRequest,
   createBalloonDriver,
@@ -31,6 +32,7 @@ import {
   pageReportingProcess,
   registerPageReporting,
 } from "../guest/page_reporting.ts";
+import { VmEvent } from "../guest/vm_event.ts";
 import {
   createGuestRam,
   createHostConfig,
@@ -52,7 +54,15 @@ import {
   handleReport,
   type QemuBalloonDevice,
 } from "../virtio/qemu_balloon_device.ts";
-import { createWorkCounts, type WorkCounts } from "../virtio/work_counts.ts";
+import {
+  createDiscardProbe,
+  createWorkCounts,
+  type DiscardProbe,
+  discardProbeBegin,
+  discardProbeEnd,
+  discardProbeRange,
+  type WorkCounts,
+} from "../virtio/work_counts.ts";
 import { workTimeNs } from "./cost_model.ts";
 import { advanceTime, createGuestSim, type GuestSim, runWokenThreads } from "./guest_sim.ts";
 
@@ -102,7 +112,9 @@ export function createVmSim(config: VmConfig): VmSim {
   const ram = createGuestRam(hostConfig, map.pageCount);
   const policy = balloonPolicy(config.balloon.policy, config.balloon.policyOptions);
   const memory = guest.memory;
-  const driver = createBalloonDriver(memory, policy.alloc, config.balloon.deflateOnOom);
+  const work = createWorkCounts();
+  const alloc = countAllocFailures(policy.alloc, work);
+  const driver = createBalloonDriver(memory, alloc, config.balloon.deflateOnOom);
   const device = createQemuBalloonDevice(ram, map, {
     hostHandling: policy.hostHandling,
     hostDiscardsWholeHugeOnly: policy.hostDiscardsWholeHugeOnly,
@@ -123,7 +135,7 @@ export function createVmSim(config: VmConfig): VmSim {
     targetPages: 0,
     balloonRetryMs: Number.POSITIVE_INFINITY,
     hostKhugepagedNextMs: hostConfig.khugepaged.scanSleepMs,
-    work: createWorkCounts(),
+    work,
     balloonTimeMs: 0,
     balloonRunning: false,
   };
@@ -233,55 +245,114 @@ function balloonRounds(vm: VmSim): void {
   }
 }
 
+// Cost accounting. A round's time is the cost model's (cost_model.ts) of the work counted
+// between hostWorkMark and roundTimeNs: the device's virtqueue work, the guest's allocations
+// (failed attempts too), zeroing, reclaim and compaction, and the host's syscalls, faults and
+// discards. What a discard did to host memory is read per request off the blocks it names
+// (DiscardProbe, work_counts.ts): a THP freed whole by its PMD, PTEs zapped one by one, splits.
+
+/** The policy's allocation side, counting each allocation fill_balloon tries (one gfp each). */
+function countAllocFailures(alloc: BalloonAllocPolicy, work: WorkCounts): BalloonAllocPolicy {
+  return {
+    ...alloc,
+    gfpForOrder(order: number): number {
+      // Every attempt counts as a failure here; inflateRequest takes the successes back out.
+      work.guestAllocFailures++;
+      return alloc.gfpForOrder(order);
+    },
+  };
+}
+
+const discardProbes = new WeakMap<GuestRam, DiscardProbe>();
+
+/** The VM's discard probe, created on first use. */
+function discardProbe(vm: VmSim): DiscardProbe {
+  let probe = discardProbes.get(vm.ram);
+  if (probe === undefined) {
+    probe = createDiscardProbe(vm.ram);
+    discardProbes.set(vm.ram, probe);
+  }
+  return probe;
+}
+
 function inflateRequest(vm: VmSim, request: BalloonRequest): void {
   let pages = 0;
   for (let block = 0; block < request.blockCount; block++) pages += 1 << request.blockOrder[block]!;
   vm.work.guestAllocCalls += request.blockCount;
+  vm.work.guestAllocFailures -= request.blockCount;
   vm.work.guestAllocPages += pages;
   if (vm.guest.memory.config.initOnAlloc) vm.work.guestZeroPages += pages;
+  const probe = discardProbe(vm);
+  discardProbeBegin(probe);
+  for (let entry = 0; entry < request.entryCount; entry++) {
+    const page = ramPageOfPfn(vm.map, request.entryPfn[entry]!);
+    discardProbeRange(probe, page, request.entryPages[entry]!);
+  }
   handleInflate(vm.device, request);
+  discardProbeEnd(probe, vm.work);
 }
 
-/** Host and device work counters before a round, to charge the round its own work. */
+/** A free page report: the guest isolates the blocks, the host discards them. */
+function reportRequest(vm: VmSim, pfns: Int32Array, orders: Uint8Array, count: number): number {
+  vm.work.guestReportBlocks += count;
+  const probe = discardProbe(vm);
+  discardProbeBegin(probe);
+  for (let entry = 0; entry < count; entry++) {
+    discardProbeRange(probe, ramPageOfPfn(vm.map, pfns[entry]!), 1 << orders[entry]!);
+  }
+  const result = handleReport(vm.device, pfns, orders, count);
+  discardProbeEnd(probe, vm.work);
+  return result;
+}
+
+/** Counters before a round, to charge the round its own work. */
 interface WorkMark {
+  /** The cost model's time of the VM's and the device's work counts. */
   timeNs: number;
   hostSyscalls: number;
   faults4k: number;
   faults2m: number;
   collapses: number;
-  residentPages: number;
+  /** Guest events: pages migrated, pfns compaction scanned, pages reclaimed. */
+  migrated: number;
+  compactScanned: number;
+  reclaimed: number;
 }
-
-const workScratch = createWorkCounts();
 
 function hostWorkMark(vm: VmSim): WorkMark {
   const counters = vm.ram.counters;
-  for (const key of Object.keys(workScratch) as (keyof WorkCounts)[]) {
-    workScratch[key] = vm.work[key] + vm.device.work[key];
-  }
+  const events = vm.guest.memory.events;
   return {
-    timeNs: workTimeNs(workScratch),
+    // The model is a sum over counts, so the two sets of counts can be timed apart.
+    timeNs: workTimeNs(vm.work) + workTimeNs(vm.device.work),
     hostSyscalls: counters.madvise + counters.fallocate,
     faults4k: counters.faults4k,
     faults2m: counters.faults2m + counters.faultsHugetlb,
     collapses: counters.collapses,
-    residentPages: vm.ram.residentPages,
+    migrated: events[VmEvent.pgmigrate_success]!,
+    compactScanned:
+      events[VmEvent.compact_migrate_scanned]! + events[VmEvent.compact_free_scanned]!,
+    reclaimed: events[VmEvent.pgsteal_direct]! + events[VmEvent.pgsteal_kswapd]!,
   };
 }
+
+/** Counts read off the host's and the guest's counters for one round (reused, not shared). */
+const roundExtra = createWorkCounts();
 
 /** The simulated time of what happened since `before`. */
 function roundTimeNs(vm: VmSim, before: WorkMark): number {
   const after = hostWorkMark(vm);
-  const host = createWorkCounts();
-  host.hostSyscalls = after.hostSyscalls - before.hostSyscalls;
-  host.hostFaults4k = after.faults4k - before.faults4k;
-  host.hostFaults2m = after.faults2m - before.faults2m;
-  host.hostCollapses = after.collapses - before.collapses;
-  const unmapped = Math.max(0, before.residentPages - after.residentPages);
-  // Zapping resident memory: whole 2 MiB blocks at the PMD rate, the rest page by page.
-  if (vm.policy.hostHandling === "range") host.hostFreedPages2m = Math.floor(unmapped / 512);
-  else host.hostFreedPages4k = unmapped;
-  return after.timeNs - before.timeNs + workTimeNs(host);
+  const extra = roundExtra;
+  extra.hostSyscalls = after.hostSyscalls - before.hostSyscalls;
+  extra.hostFaults4k = after.faults4k - before.faults4k;
+  extra.hostFaults2m = after.faults2m - before.faults2m;
+  extra.hostCollapses = after.collapses - before.collapses;
+  extra.guestMigratePages = after.migrated - before.migrated;
+  extra.guestCompactScanPages = after.compactScanned - before.compactScanned;
+  extra.guestReclaimPages = after.reclaimed - before.reclaimed;
+  const timeNs = after.timeNs - before.timeNs + workTimeNs(extra);
+  assert(timeNs >= 0, () => `a round took negative time ${timeNs}`);
+  return timeNs;
 }
 
 /** Lets simulated time pass with every background thread and event at its time. */
@@ -312,7 +383,7 @@ function runReporting(vm: VmSim): void {
   const reporting = vm.reporting!;
   const before = hostWorkMark(vm);
   pageReportingProcess(vm.guest.memory, reporting, (pfns, orders, count) =>
-    handleReport(vm.device, pfns, orders, count),
+    reportRequest(vm, pfns, orders, count),
   );
   vm.balloonTimeMs += roundTimeNs(vm, before) / 1e6;
 }

@@ -61,7 +61,7 @@ describe("static checks", () => {
   });
 
   test("biome check finds no lint or format problems", () => {
-    const result = run("npx", ["biome", "check", "src", "test", "bench", "bin"]);
+    const result = run("npx", ["biome", "check", "src", "test", "bench", "bin", "scripts"]);
     expect(result.status, result.output).toBe(0);
   });
 

@@ -1,0 +1,238 @@
+// Goal: the cost model (src/sim/cost_model.ts) gives each published speed of a reclaim mechanism
+// within a factor of 2, through the whole stack (guest driver, QEMU's device, the host model and
+// the round timing of vm_sim.ts), and the accounting behind it charges the work that happened:
+// a THP freed whole costs one PMD zap, a range of 4 KiB pages one TLB flush, failed allocations
+// and free page reports their share.
+// Method: build the source's VM, inflate the balloon with setBalloonTarget, and compare the
+// simulated time (vm.balloonTimeMs) or the speed derived from it with the source's figure:
+// - Liang Li / Wei Wang 2017 (benchmarks.md): an idle 8 GiB guest, 7 GB inflated (the target is
+//   8 GiB - 7e9 bytes, as the figure is quoted; the constants were derived over 7 GiB, 1.835 M
+//   pages, so the model runs about 7 % below 4126 ms here). Host: anonymous memory with THP
+//   "always", the default of the 2017 enterprise distributions (QEMU madvises guest RAM
+//   MADV_HUGEPAGE, so "madvise" would behave the same); an idle guest never wrote its free pages,
+//   so almost nothing the balloon takes is resident and the choice barely matters.
+// - HyperAlloc (EuroSys'25, benchmarks.md): a 20 GiB VM with 19 GiB touched (a process writes
+//   19 GiB and exits), shrunk to 2 GiB; speed = host memory reclaimed (allocated bytes before
+//   minus after) over simulated seconds. The "untouched" column (nothing written, speed = balloon
+//   size over time) is checked too: the constants are derived from both columns. The VMs are
+//   scaled down 8x (2.5 GiB, 2.375 GiB touched, shrunk to 256 MiB: the same fractions), because
+//   the full-size scenarios take about 40 s of wall time under vitest; the model's speed in
+//   GiB/s does not depend on the size (every cost is per page, per 2 MiB or per 256-entry
+//   request): full size gives 0.92, 1.70, 135.7 and 285.4 GiB/s, an eighth 0.91, 1.70, 135.5
+//   and 284.5.
+
+import { describe, expect, test } from "vitest";
+import { checkGuestMemory } from "../../src/check/buddy_checker.ts";
+import { checkHostRam } from "../../src/check/host_checker.ts";
+import { PAGE_SIZE, pageblock_order } from "../../src/core/limits.ts";
+import type { BalloonPolicyOptions } from "../../src/policies/balloon_policy.ts";
+import { freeProcess, memhog } from "../../src/sim/guest_sim.ts";
+import { createVmSim, passTime, setBalloonTarget, type VmSim } from "../../src/sim/vm_sim.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+/** The tolerance the calibration promises: within a factor of 2 of each source figure. */
+const CALIBRATION_FACTOR = 2;
+
+interface VmOptions {
+  guestBytes: number;
+  hostBytes?: number;
+  policy: string;
+  policyOptions?: BalloonPolicyOptions;
+  hostThp?: "always" | "madvise" | "never";
+  reporting?: boolean;
+}
+
+function makeVm(options: VmOptions): VmSim {
+  return createVmSim({
+    guest: {
+      memoryBytes: options.guestBytes,
+      machine: "pc",
+      kernel: "6.1",
+      cpus: 1,
+      thpEnabled: "never",
+      thpDefrag: "madvise",
+      initOnAlloc: false,
+    },
+    host: {
+      kernel: "6.1",
+      memoryBytes: options.hostBytes ?? 2 * options.guestBytes,
+      backing: "anon",
+      thp: { enabled: options.hostThp ?? "always" },
+    },
+    balloon: {
+      policy: options.policy,
+      policyOptions: options.policyOptions,
+      deflateOnOom: false,
+      freePageReporting: { enabled: options.reporting ?? false, order: pageblock_order },
+      thpSizeKnown: false,
+    },
+  });
+}
+
+/** A process writes `bytes` and exits: the host backs it, the guest has it free again. */
+function touchAndFree(vm: VmSim, bytes: number): void {
+  memhog(vm.guest, "toucher", bytes, false, 1);
+  freeProcess(vm.guest, "toucher");
+}
+
+function expectWithinFactor(model: number, source: number): void {
+  const ratio = model / source;
+  expect(ratio, `model ${model} vs source ${source}`).toBeGreaterThan(1 / CALIBRATION_FACTOR);
+  expect(ratio, `model ${model} vs source ${source}`).toBeLessThan(CALIBRATION_FACTOR);
+}
+
+function checkAll(vm: VmSim): void {
+  expect(checkGuestMemory(vm.guest.memory)).toEqual([]);
+  expect(checkHostRam(vm.ram)).toEqual([]);
+}
+
+describe("Liang Li / Wei Wang 2017: 7 GB out of an idle 8 GiB guest", () => {
+  const targetBytes = Math.floor((8 * GiB - 7e9) / PAGE_SIZE) * PAGE_SIZE;
+
+  test("4 KiB PFNs (linux-4k) take about 4126 ms", () => {
+    const vm = makeVm({ guestBytes: 8 * GiB, policy: "linux-4k" });
+    setBalloonTarget(vm, targetBytes);
+    expect(vm.driver.list.pageCount * PAGE_SIZE).toBe(8 * GiB - targetBytes);
+    expectWithinFactor(vm.balloonTimeMs, 4126);
+    checkAll(vm);
+  });
+
+  test("4 KiB allocations sent as merged ranges (addr-len, orders 0..0) take about 500 ms", () => {
+    const vm = makeVm({
+      guestBytes: 8 * GiB,
+      policy: "addr-len",
+      policyOptions: { addrLenOrderMin: 0, addrLenOrderMax: 0 },
+    });
+    setBalloonTarget(vm, targetBytes);
+    expect(vm.driver.list.pageCount * PAGE_SIZE).toBe(8 * GiB - targetBytes);
+    // Ranges: far fewer entries than pages.
+    expect(vm.device.counters.entries).toBeLessThan(vm.driver.list.pageCount / 100);
+    expectWithinFactor(vm.balloonTimeMs, 500);
+    checkAll(vm);
+  });
+});
+
+describe("HyperAlloc (EuroSys'25): a 20 GiB VM with 19 GiB touched, shrunk to 2 GiB", () => {
+  /** The VMs are an eighth of the source's (see the file comment). */
+  const scale = 1 / 8;
+  const guestBytes = 20 * GiB * scale;
+  const touchedBytes = 19 * GiB * scale;
+  const targetBytes = 2 * GiB * scale;
+  const balloonBytes = guestBytes - targetBytes;
+  /** GiB of host memory reclaimed per simulated second. */
+  function reclaimSpeed(policy: string): number {
+    const vm = makeVm({ guestBytes, policy });
+    touchAndFree(vm, touchedBytes);
+    const allocatedBefore = vm.ram.allocatedPages;
+    setBalloonTarget(vm, targetBytes);
+    const reclaimedBytes = (allocatedBefore - vm.ram.allocatedPages) * PAGE_SIZE;
+    // Nearly all of what the balloon took was backed, and the host got it back.
+    expect(reclaimedBytes).toBeGreaterThan(0.97 * balloonBytes);
+    const reclaimedGiB = reclaimedBytes / GiB;
+    checkAll(vm);
+    return reclaimedGiB / (vm.balloonTimeMs / 1000);
+  }
+
+  /** GiB the balloon took per simulated second, nothing touched before. */
+  function untouchedSpeed(policy: string): number {
+    const vm = makeVm({ guestBytes, policy });
+    setBalloonTarget(vm, targetBytes);
+    expect(vm.driver.list.pageCount * PAGE_SIZE).toBe(balloonBytes);
+    return (vm.driver.list.pageCount * PAGE_SIZE) / GiB / (vm.balloonTimeMs / 1000);
+  }
+
+  test("4 KiB balloon (linux-4k) reclaims about 0.92 GiB/s", () => {
+    expectWithinFactor(reclaimSpeed("linux-4k"), 0.92);
+  });
+
+  test("2 MiB balloon (huge-2m-fallback, huge pages available) reclaims about 136.5 GiB/s", () => {
+    expectWithinFactor(reclaimSpeed("huge-2m-fallback"), 136.5);
+  });
+
+  test("untouched: 4 KiB about 1.68 GiB/s, 2 MiB about 289.3 GiB/s", () => {
+    expectWithinFactor(untouchedSpeed("linux-4k"), 1.68);
+    expectWithinFactor(untouchedSpeed("huge-2m-fallback"), 289.3);
+  });
+
+  // virtio-mem (movable) reclaims about 34.7 GiB/s (41.9 untouched): the device is being built
+  // by another engineer; its calibration scenario belongs here once it exists.
+  test.todo("virtio-mem (movable) reclaims about 34.7 GiB/s");
+});
+
+describe("accounting: the host's work is charged as it happened", () => {
+  test("a THP discarded whole costs one 2 MiB free and one flush, no PTE zaps", () => {
+    const vm = makeVm({ guestBytes: GiB, policy: "huge-2m-fallback" });
+    touchAndFree(vm, 768 * MiB);
+    setBalloonTarget(vm, 512 * MiB);
+    const blocks = (512 * MiB) / PAGE_SIZE / 512;
+    expect(vm.work.hostFreedPages2m).toBe(blocks);
+    expect(vm.work.hostTlbFlushes).toBe(blocks);
+    expect(vm.work.hostFreedPages4k).toBe(0);
+    expect(vm.work.hostSplitPmds).toBe(0);
+  });
+
+  test("4 KiB PFNs on THP memory: a split and a flush per page, then the THP is freed", () => {
+    const vm = makeVm({ guestBytes: GiB, policy: "linux-4k" });
+    touchAndFree(vm, 768 * MiB);
+    setBalloonTarget(vm, 512 * MiB);
+    const pages = (512 * MiB) / PAGE_SIZE;
+    expect(vm.work.hostFreedPages4k).toBe(pages);
+    expect(vm.work.hostTlbFlushes).toBe(pages);
+    // Blocks the balloon took only in part stay split and queued, not freed.
+    expect(vm.work.hostFreedPages2m).toBeLessThanOrEqual(vm.work.hostSplitPmds);
+    expect(vm.work.hostFreedPages2m).toBeGreaterThan(0.99 * (pages >> 9));
+  });
+
+  test("a range of 4 KiB pages on a THP-less host costs one flush per call, not per page", () => {
+    const ranges = makeVm({
+      guestBytes: GiB,
+      policy: "addr-len",
+      policyOptions: { addrLenOrderMin: 0, addrLenOrderMax: 0 },
+      hostThp: "never",
+    });
+    const pfns = makeVm({ guestBytes: GiB, policy: "linux-4k", hostThp: "never" });
+    for (const vm of [ranges, pfns]) {
+      touchAndFree(vm, 768 * MiB);
+      setBalloonTarget(vm, 512 * MiB);
+      expect(vm.work.hostFreedPages4k).toBeGreaterThan(0.99 * ((512 * MiB) / PAGE_SIZE));
+    }
+    expect(ranges.work.hostTlbFlushes).toBeLessThan(ranges.device.counters.entries + 1);
+    expect(pfns.work.hostTlbFlushes).toBe(pfns.work.hostFreedPages4k);
+    expect(ranges.balloonTimeMs).toBeLessThan(pfns.balloonTimeMs / 5);
+  });
+
+  test("failed allocation attempts are charged: 2 MiB first on a guest with none free", () => {
+    const vm = makeVm({ guestBytes: 2 * GiB, policy: "huge-2m-fallback" });
+    // Every other 4 KiB page of 1400 MiB stays allocated: no free 2 MiB block is left there.
+    memhog(vm.guest, "frag", 1400 * MiB, false, 2);
+    setBalloonTarget(vm, GiB);
+    expect(vm.work.guestAllocFailures).toBeGreaterThan(0);
+    expect(vm.work.guestAllocCalls).toBeGreaterThan(0);
+    checkAll(vm);
+  });
+
+  test("an inflation that runs out of memory charges its failed attempt", () => {
+    const vm = makeVm({ guestBytes: GiB, policy: "linux-4k" });
+    memhog(vm.guest, "hog", 900 * MiB, false, 1);
+    setBalloonTarget(vm, 0);
+    expect(vm.driver.outOfPuffCount).toBeGreaterThan(0);
+    expect(vm.work.guestAllocFailures).toBe(vm.driver.outOfPuffCount);
+  });
+
+  test("free page reporting of 2 MiB blocks costs PMD zaps, whatever the balloon policy", () => {
+    const vm = makeVm({ guestBytes: 2 * GiB, policy: "linux-4k", reporting: true });
+    touchAndFree(vm, 1536 * MiB);
+    const allocatedBefore = vm.ram.allocatedPages;
+    passTime(vm, 60_000);
+    const freedBlocks = (allocatedBefore - vm.ram.allocatedPages) >> 9;
+    expect(freedBlocks).toBeGreaterThan(300);
+    expect(vm.work.guestReportBlocks).toBe(vm.device.work.virtqueueEntries);
+    expect(vm.device.counters.reportedPages >> 9).toBeGreaterThanOrEqual(freedBlocks);
+    expect(vm.work.hostFreedPages2m).toBe(freedBlocks);
+    expect(vm.work.hostFreedPages4k).toBe(0);
+    // Well under 50 us per 2 MiB reported (512 separate 4 KiB zaps would be about 1 ms).
+    expect(vm.balloonTimeMs / freedBlocks).toBeLessThan(0.05);
+    checkAll(vm);
+  });
+});
