@@ -32,6 +32,8 @@ function resvg(): ResvgModule {
  * Condensed is about that wide, where DejaVu Sans would overrun legends and labels.
  */
 export const CHART_FONT = "DejaVu Sans Condensed";
+/** In a browser without DejaVu, fall back to a sans-serif face rather than the default serif. */
+const SVG_FONT_FAMILY = `${CHART_FONT}, Arial, sans-serif`;
 const FONT_DIR = "/usr/share/fonts/truetype/dejavu";
 const FONT_FILES = ["DejaVuSansCondensed.ttf", "DejaVuSansCondensed-Bold.ttf"].map(
   (name) => `${FONT_DIR}/${name}`,
@@ -63,7 +65,7 @@ export function renderSvg(spec: ChartSpec): RenderedChart {
     chart.setOption({
       animation: false,
       backgroundColor: "#ffffff",
-      textStyle: { fontFamily: CHART_FONT },
+      textStyle: { fontFamily: SVG_FONT_FAMILY },
       ...spec.option,
     });
     return { spec, svg: chart.renderToSVGString() };

@@ -90,7 +90,7 @@ export function runComparison(options: CompareOptions): CompareOutcome {
     after: rows[0]?.after,
     rows,
   });
-  if (0) writeCompareReport(dir, { scenarioName: scenarios[0]!.name, axes, cells: reportCells });
+  writeCompareReport(dir, { scenarioName: scenarios[0]!.name, axes, cells: reportCells });
   return { dir, rows };
 }
 

@@ -74,9 +74,29 @@ function cellColor(index: number, count: number): string {
   return `hsl(${hue}, 65%, ${index % 2 === 0 ? 42 : 58}%)`;
 }
 
+/** Rows a plain legend of these names takes at font size 11, packed into `width` pixels. */
+function legendRows(names: readonly string[], width: number): number {
+  let rows = 1;
+  let used = 0;
+  for (const name of names) {
+    // ECharts' item: icon 18 + gap 5 + text (about 5.4 px a character) + itemGap 10.
+    const item = 33 + Math.ceil(name.length * 5.4);
+    if (used > 0 && used + item > width) {
+      rows++;
+      used = 0;
+    }
+    used += item;
+  }
+  return rows;
+}
+
 /** Host allocated memory over simulated time, one line per cell. */
 function allocatedChart(cells: readonly CompareCell[]): ChartSpec {
-  const legendRows = Math.ceil(cells.length / 3);
+  const rows = legendRows(
+    cells.map((cell) => cell.row.cell),
+    WIDTH - 40,
+  );
+  const legendHeight = 21 * rows;
   const series: LineSeriesOption[] = cells.map((cell, index) => ({
     type: "line",
     name: cell.row.cell,
@@ -92,11 +112,11 @@ function allocatedChart(cells: readonly CompareCell[]): ChartSpec {
     name: "host_allocated",
     title,
     width: WIDTH,
-    height: 460 + 20 * legendRows,
+    height: 460 + legendHeight,
     option: {
       title: { text: title, ...TITLE_STYLE },
       legend: { bottom: 8, left: 20, right: 20, itemWidth: 18, textStyle: { fontSize: 11 } },
-      grid: { left: 70, right: 40, top: 50, bottom: 70 + 20 * legendRows },
+      grid: { left: 70, right: 40, top: 50, bottom: 70 + legendHeight },
       xAxis: { type: "value", name: "simulated time (s)", nameLocation: "middle", nameGap: 28 },
       yAxis: { type: "value", name: "MiB", nameLocation: "middle", nameGap: 50 },
       series,

@@ -6,8 +6,8 @@
 
 export const DEFAULT_SCENARIO_NAME = "thread-question";
 
-export const DEFAULT_SCENARIO_YAML = `# The 2020-02 LKML thread "mm: shmem: allow split THP when truncating THP partially":
-# what does ballooning a fragmented guest give the host back, per policy and backing?
+export const DEFAULT_SCENARIO_YAML = `# The LKML thread "[v2 PATCH] mm: shmem: allow split THP when truncating THP partially"
+# (2020-02-20 to 2020-02-26, ../shared/reference/): what does ballooning a fragmented guest give the host back, per policy and backing?
 name: thread-question
 seed: 1
 guest:

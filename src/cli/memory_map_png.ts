@@ -1,9 +1,10 @@
 // Memory-map pictures for reports: one pixel per 2 MiB block of guest RAM (RAMBlock order, so
 // the guest picture and the host picture line up pixel for pixel), laid out in rows of a power
-// of two of blocks (about four times wider than tall), as indexed-palette PNGs encoded with fast-png straight from the
-// snapshot's typed arrays. The guest picture colours a block by what the guest uses it for
-// (SnapshotViews.maps.guestBlockKind); the host picture by what backs it on the host
-// (hostBlockState with the resident page count).
+// of two of blocks (about four times wider than tall), as indexed-palette PNGs encoded with
+// fast-png straight from the snapshot's typed arrays. The guest picture colours a block by what
+// the guest uses it for (SnapshotViews.maps.guestBlockKind: the FrameKind holding most of its
+// frames, ties to the lower kind: a block half free, half anon shows as free); the host picture by what backs it on
+// the host (hostBlockState with the resident page count).
 
 import { encode } from "fast-png";
 import { HPAGE_PMD_NR } from "../core/limits.ts";

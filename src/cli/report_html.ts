@@ -65,6 +65,9 @@ ul.legend li.absent { color: #aaa; }
 .maps { display: flex; flex-wrap: wrap; gap: 24px; }
 `;
 
+/** Nothing may be fetched or run: the report is one file, and a stray reference shows up. */
+const CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+
 /** The whole document around `body`: inline style only, nothing fetched. */
 export function pageHtml(title: string, body: string): string {
   return `<!DOCTYPE html>
@@ -72,7 +75,7 @@ export function pageHtml(title: string, body: string): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="${CONTENT_SECURITY_POLICY}">
 <title>${escapeHtml(title)}</title>
 <style>${STYLE}</style>
 </head>
@@ -95,7 +98,8 @@ export function tableHtml(header: readonly string[], rows: readonly string[][], 
 export function chartFigure(chart: RenderedChart, png = true): string {
   const also = png ? ` (also charts/${chart.spec.name}.png)` : "";
   const caption = `<figcaption>${escapeHtml(chart.spec.title)}${also}</figcaption>`;
-  return `<figure class="chart" id="chart-${chart.spec.name}">\n${chart.svg}\n${caption}\n</figure>`;
+  const id = `chart-${chart.spec.name}`;
+  return `<figure class="chart" id="${id}">\n${chart.svg}\n${caption}\n</figure>`;
 }
 
 /** Writes every chart as DIR/charts/<name>.png. */
@@ -158,12 +162,19 @@ ${mapFigure(pngDir, `guest_map_${base}`, `Guest: what each block holds (${named.
 ${mapFigure(pngDir, `host_map_${base}`, `Host: what backs each block (${named.name})`, host)}
 </div>`;
   });
-  return `<h2>Memory maps</h2>\n${parts.join("\n")}`;
+  const note = `<p>The guest picture colours each block by what holds most of its 4 KiB frames
+(a tie goes to the kind listed first: a block half free and half anon shows as free), or as a
+guest THP when a PMD maps it. The host picture shows what backs the same block in QEMU's
+RAMBlock.</p>`;
+  return `<h2>Memory maps</h2>\n${note}\n${parts.join("\n")}`;
 }
 
 function settingsRows(scenario: Scenario): string[][] {
   const { guest, host, balloon } = scenario;
   const reporting = balloon.freePageReporting;
+  const reportingText = `on: order ${reporting.order}, delay ${reporting.delayMs} ms, capacity ${
+    reporting.capacity
+  }`;
   return [
     ["guest", `${formatBytes(guest.memoryBytes)}, ${guest.cpus} CPU, machine ${guest.machine}`],
     [
@@ -177,12 +188,7 @@ function settingsRows(scenario: Scenario): string[][] {
         `shmem_enabled=${host.thp.shmemEnabled}`,
     ],
     ["balloon", `${balloon.device}, policy ${balloon.policy}`],
-    [
-      "free page reporting",
-      reporting.enabled
-        ? `on: order ${reporting.order}, delay ${reporting.delayMs} ms, capacity ${reporting.capacity}`
-        : "off",
-    ],
+    ["free page reporting", reporting.enabled ? reportingText : "off"],
     ["seed", String(scenario.seed)],
   ].map(([key, value]) => [escapeHtml(key!), escapeHtml(value!)]);
 }

@@ -43,10 +43,14 @@ const hostSchema = z.object({
 const balloonSchema = z.object({
   pagesInflated: count.describe("virtio's actual, 4 KiB pages"),
   logicalSizeMiB: z.number().describe("QMP's actual: guest RAM minus the balloon, MiB"),
-  requests: count.describe("virtqueue requests: inflate, deflate and report"),
+  requests: count.describe("virtqueue requests: inflate, deflate, report and virtio-mem's"),
   targetMiB: z.number().describe("extension: QEMU's target as a logical size, MiB"),
   device: numbers.describe("extension: the device model's counters"),
   balloonTimeMs: z.number().nonnegative().describe("extension: simulated balloon work time"),
+  virtioMem: z
+    .object({ regionMiB: z.number(), requestedMiB: z.number(), pluggedMiB: z.number() })
+    .optional()
+    .describe("extension: with device virtio-mem, its region, requested and plugged sizes"),
 });
 
 const ladderSchema = z

@@ -50,6 +50,7 @@ export function registerRunCommand(program: Command): void {
       } else {
         process.stdout.write(`${scenario.name}: ${executed.result.snapshots.length} snapshots\n`);
         process.stdout.write(`wrote ${join(dir, "result.json")}\n`);
+        process.stdout.write(`report: ${join(dir, "report.html")}\n`);
       }
     });
 }

@@ -71,5 +71,5 @@ export function writeRunFiles(
   );
   const lastVm = executed.run.vm;
   writeFileAtomic(join(dir, "buddyinfo.txt"), formatBuddyinfo(lastVm.guest.memory));
-  // writeRunReport(dir, executed.run, executed.result, report);
+  writeRunReport(dir, executed.run, executed.result, report);
 }

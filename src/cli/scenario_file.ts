@@ -476,6 +476,8 @@ function checkBalloon(scenario: Scenario): Problem[] {
       "virtio-mem arrived in Linux 5.8 (drivers/virtio/virtio_mem.c); " +
       `guest kernel "${guest.kernel}" has no driver`;
     problems.push({ path: ["balloon", "device"], message });
+  } else if (balloon.device === "virtio-mem") {
+    problems.push(...checkVirtioMem(scenario));
   }
   const { blockBytes, regionBytes } = balloon.virtioMem;
   if (blockBytes < 2 * MiB || !Number.isInteger(Math.log2(blockBytes))) {
@@ -489,6 +491,36 @@ function checkBalloon(scenario: Scenario): Problem[] {
       `the block size ${formatBytes(blockBytes)}`;
     problems.push({ path: ["balloon", "virtioMem", "regionSize"], message });
   }
+  return problems;
+}
+
+/**
+ * With virtio-mem, guest.memory is the logical size at start: boot memory (QEMU -m) is
+ * guest.memory - regionSize, and the region starts fully plugged. Boot memory must hold a
+ * guest (at least 512 MiB); free page reporting is not combined with it in the model.
+ */
+function checkVirtioMem(scenario: Scenario): Problem[] {
+  const { balloon, guest } = scenario;
+  const bootBytes = guest.memoryBytes - balloon.virtioMem.regionBytes;
+  const problems: Problem[] = [];
+  if (bootBytes < 512 * MiB) {
+    const message =
+      `virtio-mem region size ${formatBytes(balloon.virtioMem.regionBytes)} leaves ` +
+      `${Math.max(bootBytes, 0) / MiB} MiB of boot memory (guest.memory - regionSize); ` +
+      "expected at least 512 MiB";
+    problems.push({ path: ["balloon", "virtioMem", "regionSize"], message });
+  }
+  if (balloon.freePageReporting.enabled) {
+    const message = "free page reporting with virtio-mem is not modelled: use one device";
+    problems.push({ path: ["balloon", "freePageReporting", "enabled"], message });
+  }
+  scenario.steps.forEach((step, index) => {
+    if (step.kind !== "balloon" || step.targetBytes >= bootBytes) return;
+    const message =
+      `balloon target ${formatBytes(step.targetBytes)} is below the boot memory ` +
+      `${formatBytes(bootBytes)} that virtio-mem cannot unplug`;
+    problems.push({ path: ["steps", index, "balloon", "target"], message });
+  });
   return problems;
 }
 

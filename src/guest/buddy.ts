@@ -44,9 +44,8 @@ export function addToFreeList(
   else addToFreeListHead(table, zone, pfn, order, migratetype);
 }
 
-// The two placements are separate functions so that the hot paths (expand, the usual free) inline
-// only the head case: V8 inlines by bytecode size, and a function holding both cases was too big
-// to inline everywhere the allocator needs it.
+// The two placements are separate functions so that the usual free inlines only the head case:
+// V8 inlines by bytecode size, and a function holding both cases was too big to inline there.
 
 /** __add_to_free_list(..., tail = false): list_add, allocated first. */
 function addToFreeListHead(
@@ -147,7 +146,7 @@ export function expand(
   if (high <= low) return;
   const { state, order: orderBytes, link0, link1 } = table;
   const { head, tail, count, nrFree } = zone.freeArea;
-  // Integer locals (|0) keep the loop on machine words in V8.
+  // Integer locals (|0) keep the loop on machine words in V8, not tagged values.
   pfn |= 0;
   high |= 0;
   const orderMt = migratetype << ORDER_MT_SHIFT;
@@ -287,9 +286,9 @@ export function freeOnePage(
   if ((pfn & ((1 << order) - 1)) !== 0) throw misalignedFree(pfn, order);
   const { state, order: orderBytes, link0, link1 } = table;
   const { head, tail, count, nrFree } = zone.freeArea;
-  const startPfn = zone.startPfn;
-  const endPfn = zone.endPfn;
-  // Integer locals (|0) keep the merge loop on machine words in V8.
+  // Integer locals (|0) keep the merge loop on machine words in V8, not tagged values.
+  const startPfn = zone.startPfn | 0;
+  const endPfn = zone.endPfn | 0;
   pfn |= 0;
   order |= 0;
   const freedPages = 1 << order;
@@ -315,28 +314,13 @@ export function freeOnePage(
     pfn &= buddyPfn;
     order++;
   }
-  // NR_FREE_PAGES: the merged buddies were counted free already; only freedPages are new.
-  if (
+  // NR_FREE_PAGES: the add below counts the merged block, whose buddies were already free.
+  zone.freePages += freedPages - (1 << order);
+  const toTail =
     (fpiFlags & FPI_TO_TAIL) !== 0 ||
-    (zone.tailPlacement && buddyMergeLikely(table, zone, pfn, order))
-  ) {
-    addToFreeListTail(table, zone, pfn, order, migratetype);
-    zone.freePages += freedPages - (1 << order);
-  } else {
-    // __add_to_free_list(page, zone, order, migratetype, false): list_add at the head.
-    const index = order * MIGRATE_TYPES + migratetype;
-    const first = head[index]!;
-    state[pfn] = FRAME_BUDDY;
-    orderBytes[pfn] = order | (migratetype << ORDER_MT_SHIFT);
-    link0[pfn] = first;
-    link1[pfn] = NO_PFN;
-    if (first === NO_PFN) tail[index] = pfn;
-    else link1[first] = pfn;
-    head[index] = pfn;
-    count[index]!++;
-    nrFree[order]!++;
-    zone.freePages += freedPages;
-  }
+    (zone.tailPlacement && buddyMergeLikely(table, zone, pfn, order));
+  if (toTail) addToFreeListTail(table, zone, pfn, order, migratetype);
+  else addToFreeListHead(table, zone, pfn, order, migratetype);
   if (zone.reportingOrder >= 0) reportingNotifyFree(zone, order, fpiFlags);
   return order;
 }

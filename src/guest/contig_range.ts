@@ -47,9 +47,10 @@ import {
   ORDER_MASK,
 } from "./frame_table.ts";
 import { __GFP_HIGHMEM, __GFP_MOVABLE, __GFP_RECLAIM, __GFP_RETRY_MAYFAIL } from "./gfp.ts";
-import { type GuestMemory, zoneOfPfn } from "./guest_memory.ts";
-import { allocPages, drainAllPages, freePages } from "./page_alloc.ts";
+import { type GuestMemory, zoneIndexOf, zoneOfPfn } from "./guest_memory.ts";
+import { allocPages, freePages } from "./page_alloc.ts";
 import { putbackIsolatedPage } from "./page_isolation.ts";
+import { drainPcp } from "./pcp.ts";
 import { VmEvent } from "./vm_event.ts";
 import { type Zone, ZoneType } from "./zone.ts";
 
@@ -120,7 +121,7 @@ export function allocContigRange(
   stats.isolatedPages += endPfn - startPfn;
   // alloc_contig_range: drain_all_pages(cc.zone) after isolation, so that no free page of the
   // range waits on a per-cpu list.
-  drainAllPages(memory);
+  for (const set of memory.pcp[zoneIndexOf(memory, zone)]!) drainPcp(memory.table, zone, set);
   isolateFreePages(memory.table, zone, startPfn, endPfn);
   let result = migrateRange(memory, zone, startPfn, endPfn, stats);
   if (result === CONTIG_OK && !testPagesIsolated(memory.table, startPfn, endPfn)) {

@@ -126,7 +126,9 @@ export function createGuestMemory(config: GuestConfig): GuestMemory {
     config.layout ??
     guestLayout(config.machine, config.memoryBytes, rules, config.boot ?? DEFAULT_BOOT_RESERVATION);
   const layout =
-    config.virtioMem === undefined ? bootLayout : addDeviceMemory(bootLayout, config.virtioMem);
+    config.virtioMem === undefined
+      ? bootLayout
+      : addDeviceMemory(bootLayout, config.virtioMem, rules);
   const table = createFrameTable(layout.frameCount);
   const zones = layout.zones.map((spec) => createZone(spec, rules));
   const zoneByType: (Zone | undefined)[] = [];

@@ -16,8 +16,8 @@
 // onlines into (ZONE_MOVABLE, or ZONE_NORMAL) spans it from creation so zone spans never change.
 
 import { assert } from "../core/assert.ts";
-import { PAGE_SIZE } from "../core/limits.ts";
-import type { KernelRules } from "./kernel_version.ts";
+import { PAGE_SIZE, pageblock_nr_pages } from "../core/limits.ts";
+import type { KernelRules, KernelVersion } from "./kernel_version.ts";
 import { type ZoneSpec, ZoneType } from "./zone.ts";
 
 export type MachineType = "pc" | "q35";
@@ -173,6 +173,28 @@ function bootReserved(
   return reserved;
 }
 
+/**
+ * The virtio-mem driver's smallest subblock in pages, or 0 when the kernel has no driver: it
+ * was merged in v5.8 (drivers/virtio/virtio_mem.c), so 5.6 has none; since v5.19 the minimum is
+ * a pageblock (commit a12d186346e4, "drivers: virtio_mem: use pageblock size as the minimum
+ * virtio_mem size", Zi Yan), 5.8-5.18 used MAX_ORDER_NR_PAGES (4 MiB), no modelled version.
+ */
+const VIRTIO_MEM_SUBBLOCK_MIN_PAGES: Record<KernelVersion, number> = {
+  "5.6": 0,
+  "6.1": pageblock_nr_pages,
+  "6.18": pageblock_nr_pages,
+};
+
+export function virtioMemSubblockMinPages(rules: KernelRules): number {
+  return VIRTIO_MEM_SUBBLOCK_MIN_PAGES[rules.version];
+}
+
+/** The error for a kernel without the virtio-mem driver. */
+export function virtioMemUnsupported(rules: KernelRules): string {
+  const version = rules.version;
+  return `virtio-mem needs Linux 5.8+ (drivers/virtio/virtio_mem.c); this guest runs ${version}`;
+}
+
 /** VIRTIO_MEM_MIN_BLOCK_SIZE (hw/virtio/virtio-mem.c): device blocks are at least 1 MiB. */
 export const VIRTIO_MEM_MIN_BLOCK_SIZE = 1 * MiB;
 
@@ -193,8 +215,13 @@ export function deviceMemoryBasePfn(layout: GuestLayout): number {
  * its end, and the zone it onlines into spans it (ZONE_MOVABLE, new; or ZONE_NORMAL, extended
  * over the gap, or new when the guest has no RAM above 4 GiB). Nothing in it is present yet.
  */
-export function addDeviceMemory(layout: GuestLayout, virtioMem: VirtioMemConfig): GuestLayout {
+export function addDeviceMemory(
+  layout: GuestLayout,
+  virtioMem: VirtioMemConfig,
+  rules: KernelRules,
+): GuestLayout {
   const { regionBytes, blockBytes } = virtioMem;
+  assert(virtioMemSubblockMinPages(rules) > 0, () => virtioMemUnsupported(rules));
   assert(layout.deviceMemory === undefined, "the layout already has a device memory region");
   assert(
     blockBytes >= VIRTIO_MEM_MIN_BLOCK_SIZE && (blockBytes & (blockBytes - 1)) === 0,

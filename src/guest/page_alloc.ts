@@ -344,6 +344,9 @@ export function kswapdBalance(memory: GuestMemory): void {
   memory.events[VmEvent.pageoutrun]!++;
   let boosted = false;
   for (const zone of memory.zones) {
+    // balance_pgdat / pgdat_balanced skip zones without managed pages (managed_zone): an empty
+    // ZONE_MOVABLE of a virtio-mem guest would otherwise never be balanced.
+    if (zone.managedPages === 0) continue;
     if (zone.watermarkBoost > 0) boosted = true;
     const target = zone.watermark[2]! + zone.watermarkBoost;
     let guard = 0;

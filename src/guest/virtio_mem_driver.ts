@@ -53,8 +53,11 @@ import {
 import { FRAME_KIND_MASK, FRAME_TAIL, FrameKind, NO_PFN, ORDER_MASK } from "./frame_table.ts";
 import { __GFP_RETRY_MAYFAIL, GFP_KERNEL } from "./gfp.ts";
 import { type GuestMemory, recalculateZoneLimits, zoneIndexOf } from "./guest_memory.ts";
-import type { KernelVersion } from "./kernel_version.ts";
-import { STRUCT_PAGE_BYTES } from "./memory_layout.ts";
+import {
+  STRUCT_PAGE_BYTES,
+  virtioMemSubblockMinPages,
+  virtioMemUnsupported,
+} from "./memory_layout.ts";
 import { createOwner, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 import { setupPcpHighAndBatch } from "./pcp.ts";
@@ -144,21 +147,6 @@ const UNPLUG_STATES: readonly SbmMbState[] = [
   SbmMbState.MOVABLE,
   SbmMbState.KERNEL,
 ];
-
-/**
- * Per-version driver rules. virtio-mem was merged in v5.8, so a 5.6 guest has no driver. The
- * minimum subblock is a pageblock since v5.19 (commit a12d186346e4, "drivers: virtio_mem: use
- * pageblock size as the minimum virtio_mem size", Zi Yan); 5.8-5.18 used MAX_ORDER_NR_PAGES
- * (4 MiB), which no modelled version has.
- */
-const DRIVER_RULES: Record<
-  KernelVersion,
-  { readonly driver: boolean; readonly sbMinPages: number }
-> = {
-  "5.6": { driver: false, sbMinPages: 0 },
-  "6.1": { driver: true, sbMinPages: pageblock_nr_pages },
-  "6.18": { driver: true, sbMinPages: pageblock_nr_pages },
-};
 
 /** struct virtio_mem_config (include/uapi/linux/virtio_mem.h), as the driver reads it. */
 export interface VirtioMemConfigSpace {
@@ -270,11 +258,8 @@ export function createVirtioMemDriver(
   memory: GuestMemory,
   transport: VirtioMemTransport,
 ): VirtioMemDriver {
-  const rules = DRIVER_RULES[memory.rules.version];
-  const version = memory.rules.version;
-  assert(rules.driver, () => {
-    return `virtio-mem needs Linux 5.8+ (drivers/virtio/virtio_mem.c); this guest runs ${version}`;
-  });
+  const sbMinPages = virtioMemSubblockMinPages(memory.rules);
+  assert(sbMinPages > 0, () => virtioMemUnsupported(memory.rules));
   const config = transport.config;
   const region = memory.layout.deviceMemory;
   assert(region !== undefined, "the guest has no virtio-mem region (GuestConfig.virtioMem)");
@@ -287,7 +272,7 @@ export function createVirtioMemDriver(
   const zone = memory.zoneByType[region.zoneType];
   assert(zone !== undefined, "the virtio-mem zone is missing");
   // virtio_mem_init: "We want subblocks to span at least ... pageblock_nr_pages pages".
-  const sbBytes = Math.max(rules.sbMinPages * PAGE_SIZE, config.blockBytes);
+  const sbBytes = Math.max(sbMinPages * PAGE_SIZE, config.blockBytes);
   assert(sbBytes < MEMORY_BLOCK_SIZE_BYTES, "Big Block Mode (blocks >= 128 MiB) is not modelled");
   const sbsPerMb = MEMORY_BLOCK_SIZE_BYTES / sbBytes;
   // "Round up to the next full memory block".

@@ -41,8 +41,22 @@ function refuse(ram: GuestRam, message: string): DiscardResult {
   return { kind: "error", message: `ram_block_discard_range: ${message}` };
 }
 
-/** QEMU's argument checks, in its order; the error text, or "" if the range is acceptable. */
-function checkRange(ram: GuestRam, offsetBytes: number, lengthBytes: number): string {
+/** QEMU's argument checks, in its order: true when the range is acceptable (the hot path). */
+function rangeAcceptable(ram: GuestRam, offsetBytes: number, lengthBytes: number): boolean {
+  const pageBytes = ramBlockPageBytes(ram.config);
+  return (
+    Number.isSafeInteger(offsetBytes) &&
+    offsetBytes >= 0 &&
+    offsetBytes % pageBytes === 0 &&
+    Number.isSafeInteger(lengthBytes) &&
+    lengthBytes >= 0 &&
+    offsetBytes + lengthBytes <= ram.pageCount * PAGE_SIZE &&
+    lengthBytes % pageBytes === 0
+  );
+}
+
+/** The error text of a refused range, in QEMU's order (kept off the hot path). */
+function rangeProblem(ram: GuestRam, offsetBytes: number, lengthBytes: number): string {
   const pageBytes = ramBlockPageBytes(ram.config);
   if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % pageBytes !== 0) {
     return `Unaligned start address: ${offsetBytes}`;
@@ -53,8 +67,7 @@ function checkRange(ram: GuestRam, offsetBytes: number, lengthBytes: number): st
   if (offsetBytes + lengthBytes > ram.pageCount * PAGE_SIZE) {
     return `Overrun block (${offsetBytes}/${lengthBytes}/${ram.pageCount * PAGE_SIZE})`;
   }
-  if (lengthBytes % pageBytes !== 0) return `Unaligned length: ${lengthBytes}`;
-  return "";
+  return `Unaligned length: ${lengthBytes}`;
 }
 
 /**
@@ -70,8 +83,9 @@ export function ramBlockDiscardRange(
     ram.counters.discardsIgnored++;
     return { kind: "ignored" };
   }
-  const problem = checkRange(ram, offsetBytes, lengthBytes);
-  if (problem !== "") return refuse(ram, problem);
+  if (!rangeAcceptable(ram, offsetBytes, lengthBytes)) {
+    return refuse(ram, rangeProblem(ram, offsetBytes, lengthBytes));
+  }
   const allocatedBefore = ram.allocatedPages;
   const residentBefore = ram.residentPages;
   const first = offsetBytes / PAGE_SIZE;

@@ -45,6 +45,14 @@ export interface BalloonSnapshot {
   sizeBytes: number;
   targetBytes: number;
   device: BalloonDeviceCounters;
+  /** With a virtio-mem device: its sizes (the balloon is then unused). */
+  virtioMem?: {
+    regionBytes: number;
+    requestedBytes: number;
+    pluggedBytes: number;
+    /** PLUG, UNPLUG, UNPLUG_ALL and STATE requests. */
+    requests: number;
+  };
 }
 
 export interface VmSnapshot {
@@ -77,19 +85,75 @@ export interface VmSnapshotInput {
   readonly balloonList: BalloonList;
   readonly balloonTargetPages: number;
   readonly device: BalloonDeviceCounters;
+  /** A virtio-mem device's memdev RAMBlock and sizes, counted with guest RAM on the host. */
+  readonly virtioMem?: {
+    readonly ram: GuestRam;
+    readonly regionBytes: number;
+    readonly requestedBytes: number;
+    readonly pluggedBytes: number;
+    readonly requests: number;
+  };
 }
 
 export function vmSnapshot(input: VmSnapshotInput): VmSnapshot {
   return {
     timeMs: input.memory.clockMs,
-    host: hostSnapshot(input.ram),
+    host: hostSnapshotAll(input),
     guest: guestSnapshot(input.memory, input.thp),
     balloon: {
       sizeBytes: input.balloonList.pageCount * PAGE_SIZE,
       targetBytes: input.balloonTargetPages * PAGE_SIZE,
       device: { ...input.device },
+      ...(input.virtioMem === undefined
+        ? {}
+        : {
+            virtioMem: {
+              regionBytes: input.virtioMem.regionBytes,
+              requestedBytes: input.virtioMem.requestedBytes,
+              pluggedBytes: input.virtioMem.pluggedBytes,
+              requests: input.virtioMem.requests,
+            },
+          }),
     },
     ladder: thpLadder(input),
+  };
+}
+
+/** Guest RAM on the host: boot RAM, plus the virtio-mem memdev when there is one. */
+function hostSnapshotAll(input: VmSnapshotInput): HostSnapshot {
+  const boot = hostSnapshot(input.ram);
+  if (input.virtioMem === undefined) return boot;
+  const region = hostSnapshot(input.virtioMem.ram);
+  const counters = { ...boot.counters };
+  for (const key of Object.keys(counters) as (keyof typeof counters)[]) {
+    counters[key] += region.counters[key];
+  }
+  const byCause = { ...boot.residentBytesByCause };
+  for (const key of Object.keys(byCause) as (keyof typeof byCause)[]) {
+    byCause[key] += region.residentBytesByCause[key];
+  }
+  return {
+    ...boot,
+    residentBytes: boot.residentBytes + region.residentBytes,
+    allocatedBytes: boot.allocatedBytes + region.allocatedBytes,
+    deferredSplitBytes: boot.deferredSplitBytes + region.deferredSplitBytes,
+    deferredSplitPartialBytes: boot.deferredSplitPartialBytes + region.deferredSplitPartialBytes,
+    blocks: {
+      full: boot.blocks.full + region.blocks.full,
+      partial: boot.blocks.partial + region.blocks.partial,
+      empty: boot.blocks.empty + region.blocks.empty,
+      huge: boot.blocks.huge + region.blocks.huge,
+    },
+    anonHugePagesBytes: boot.anonHugePagesBytes + region.anonHugePagesBytes,
+    shmemHugePagesBytes: boot.shmemHugePagesBytes + region.shmemHugePagesBytes,
+    shmemPmdMappedBytes: boot.shmemPmdMappedBytes + region.shmemPmdMappedBytes,
+    hugetlbPagesTotal: boot.hugetlbPagesTotal + region.hugetlbPagesTotal,
+    hugetlbPagesFree: boot.hugetlbPagesFree + region.hugetlbPagesFree,
+    // The two RAMBlocks do not share host free memory in the model: MemFree is boot RAM's less
+    // what the memdev holds.
+    hostMemFreeBytes: boot.hostMemFreeBytes - region.allocatedBytes,
+    counters,
+    residentBytesByCause: byCause,
   };
 }
 

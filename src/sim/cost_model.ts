@@ -22,10 +22,10 @@
 //    touched 0.92 GiB/s = 4.15 us per page, so zapping and freeing one resident page with its
 //    own madvise costs about 1.9 us: a TLB flush (1.65 us, most of it) and the PTE and page
 //    itself (0.25 us). 2 MiB balloon: untouched 289.3 GiB/s = 6.75 us per 2 MiB, of which
-//    2.25 us are the per-entry path above, so the guest's order-9 allocation costs about
-//    4.5 us (0.146 us plus 511 pages at 8.8 ns); touched 136.5 GiB/s = 14.3 us, so zapping and
-//    freeing a PMD-mapped THP costs 7.55 us: one TLB flush and 5.9 us for the PMD and the
-//    compound page. virtio-mem (34.7 GiB/s, 56 us per 2 MiB block) is modelled elsewhere.
+//    2.1 us are the path above without its allocation, so the guest's order-9 allocation
+//    costs about 4.65 us (0.146 us plus 511 pages at 8.8 ns); touched 136.5 GiB/s = 14.3 us, so
+//    zapping and freeing a PMD-mapped THP costs 7.55 us: one TLB flush and 5.9 us for the PMD
+//    and the compound page. virtio-mem (34.7 GiB/s, 56 us per 2 MiB block) is modelled elsewhere.
 //
 // Changes (2026-11, calibration against both sources): the resident-page zap was one constant
 // of 2 us per 4 KiB; it is now a TLB flush per discard call that unmapped something plus

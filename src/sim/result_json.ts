@@ -46,6 +46,8 @@ export interface ResultSnapshotJson {
     requests: number;
     /** Extension: QEMU's target as a logical size, and the device's counters. */
     targetMiB: number;
+    /** Extension: a virtio-mem device's region, requested and plugged sizes. */
+    virtioMem?: { regionMiB: number; requestedMiB: number; pluggedMiB: number };
     device: Record<string, number>;
     /** Extension: simulated time spent in balloon and reporting work so far. */
     balloonTimeMs: number;
@@ -77,6 +79,7 @@ export function resultSnapshotJson(
   balloonTimeMs: number,
 ): ResultSnapshotJson {
   const { snapshot, views } = named;
+  const virtioMem = snapshot.balloon.virtioMem;
   const host = snapshot.host;
   const device = snapshot.balloon.device;
   const residentByCause: Record<string, number> = {};
@@ -117,9 +120,25 @@ export function resultSnapshotJson(
     },
     balloon: {
       pagesInflated: snapshot.balloon.sizeBytes / PAGE_SIZE,
-      logicalSizeMiB: (ramBytes - snapshot.balloon.sizeBytes) / MiB,
-      requests: device.inflateRequests + device.deflateRequests + device.reportRequests,
-      targetMiB: (ramBytes - snapshot.balloon.targetBytes) / MiB,
+      logicalSizeMiB: logicalSizeBytes(snapshot, ramBytes) / MiB,
+      requests:
+        device.inflateRequests +
+        device.deflateRequests +
+        device.reportRequests +
+        (virtioMem?.requests ?? 0),
+      targetMiB:
+        (virtioMem === undefined
+          ? ramBytes - snapshot.balloon.targetBytes
+          : ramBytes + virtioMem.requestedBytes) / MiB,
+      ...(virtioMem === undefined
+        ? {}
+        : {
+            virtioMem: {
+              regionMiB: virtioMem.regionBytes / MiB,
+              requestedMiB: virtioMem.requestedBytes / MiB,
+              pluggedMiB: virtioMem.pluggedBytes / MiB,
+            },
+          }),
       device: { ...device },
       balloonTimeMs,
     },
@@ -132,6 +151,13 @@ export function resultSnapshotJson(
       ballooned: snapshot.ladder.ballooned,
     },
   };
+}
+
+/** QMP's logical size: RAM less the balloon, or boot RAM plus what virtio-mem has plugged. */
+function logicalSizeBytes(snapshot: NamedSnapshot["snapshot"], ramBytes: number): number {
+  const virtioMem = snapshot.balloon.virtioMem;
+  if (virtioMem !== undefined) return ramBytes + virtioMem.pluggedBytes;
+  return ramBytes - snapshot.balloon.sizeBytes;
 }
 
 export function resultJson(run: ScenarioRun, version: string): ResultJson {

@@ -83,10 +83,17 @@ export interface ScenarioHooks {
 
 export function vmConfigOf(scenario: Scenario): VmConfig {
   const { guest, host, balloon } = scenario;
-  assert(balloon.device === "virtio-balloon", "virtio-mem scenarios are not wired in yet");
+  const virtioMem =
+    balloon.device === "virtio-mem"
+      ? { regionBytes: balloon.virtioMem.regionBytes, blockBytes: balloon.virtioMem.blockBytes }
+      : undefined;
+  // With virtio-mem, guest.memory is the logical size at start: boot memory plus the region.
+  const bootBytes = guest.memoryBytes - (virtioMem?.regionBytes ?? 0);
+  assert(bootBytes > 0, "virtio-mem region larger than the guest");
   return {
+    virtioMem,
     guest: {
-      memoryBytes: guest.memoryBytes,
+      memoryBytes: bootBytes,
       machine: guest.machine,
       kernel: guest.kernel,
       cpus: guest.cpus,

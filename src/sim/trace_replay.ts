@@ -95,7 +95,7 @@ export function resetReplayGuest(guest: ReplayGuest): void {
 
 /**
  * The replay loop. Adds failed allocations to `failuresByOrder` and returns the number of no-op
- * frees. Allocates nothing.
+ * frees. Allocates nothing per record (one view of the records per call).
  */
 export function replayOps(
   guest: ReplayGuest,

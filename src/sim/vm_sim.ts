@@ -24,7 +24,6 @@ import {
   leakBalloon,
   VIRTIO_BALLOON_OOM_NR_PAGES,
 } from "../guest/balloon_driver.ts";
-import { FrameKind } from "../guest/frame_table.ts";
 import type { GuestConfig } from "../guest/guest_memory.ts";
 import {
   type PageReportingState,
@@ -55,6 +54,14 @@ import {
   type QemuBalloonDevice,
 } from "../virtio/qemu_balloon_device.ts";
 import {
+  createVirtioMem,
+  type VirtioMem,
+  virtioMemContainsPfn,
+  virtioMemGuestWrite,
+  virtioMemRetry,
+  virtioMemSetRequestedSize,
+} from "../virtio/virtio_mem_device.ts";
+import {
   createDiscardProbe,
   createWorkCounts,
   type DiscardProbe,
@@ -77,9 +84,15 @@ export interface VmBalloonConfig {
 }
 
 export interface VmConfig {
+  /** The guest; with virtio-mem, memoryBytes is its boot memory (QEMU -m). */
   readonly guest: GuestConfig;
   readonly host: HostConfigInput;
   readonly balloon: VmBalloonConfig;
+  /**
+   * A virtio-mem device instead of the balloon for size changes: its region starts fully
+   * plugged, and setBalloonTarget sets its requested size to target - boot memory.
+   */
+  readonly virtioMem?: { readonly regionBytes: number; readonly blockBytes: number };
 }
 
 export interface VmSim {
@@ -103,10 +116,18 @@ export interface VmSim {
   balloonTimeMs: number;
   /** A balloon round is running (its time passing must not start another). */
   balloonRunning: boolean;
+  /** The virtio-mem device and driver, when the VM has one. */
+  readonly virtioMem: VirtioMem | undefined;
+  /** When the virtio-mem driver's retry timer fires, or Infinity. */
+  virtioMemRetryMs: number;
 }
 
 export function createVmSim(config: VmConfig): VmSim {
-  const guest = createGuestSim(config.guest);
+  const guestConfig: GuestConfig =
+    config.virtioMem === undefined
+      ? config.guest
+      : { ...config.guest, virtioMem: { ...config.virtioMem, movable: true } };
+  const guest = createGuestSim(guestConfig);
   const hostConfig = createHostConfig(config.host);
   const map = createGuestRamMap(config.guest.machine, config.guest.memoryBytes);
   const ram = createGuestRam(hostConfig, map.pageCount);
@@ -138,28 +159,40 @@ export function createVmSim(config: VmConfig): VmSim {
     work,
     balloonTimeMs: 0,
     balloonRunning: false,
+    virtioMem: config.virtioMem === undefined ? undefined : createVirtioMem(memory, hostConfig),
+    virtioMemRetryMs: Number.POSITIVE_INFINITY,
   };
-  memory.onTouch = (pfn, count) => hostGuestWrite(ram, ramPageOfPfn(map, pfn), count);
+  memory.onTouch = (pfn, count) => guestWrote(vm, pfn, count);
   memory.onBalloonMigrate = (oldPfn, newPfn) => balloonMigrated(vm, oldPfn, newPfn);
   if (config.balloon.deflateOnOom) memory.oomNotify = () => deflateOnOom(vm);
   touchBootMemory(vm);
+  // The region starts plugged: the guest boots at its full logical size.
+  if (vm.virtioMem !== undefined)
+    virtioMemSetRequestedSize(vm.virtioMem, config.virtioMem!.regionBytes);
   return vm;
 }
 
-/** What the guest wrote while booting: its image, the memmap, early allocations. */
+/** A guest write reaches the RAMBlock behind the pfn: boot RAM or the virtio-mem memdev. */
+function guestWrote(vm: VmSim, pfn: number, count: number): void {
+  const pair = vm.virtioMem;
+  if (pair !== undefined && virtioMemContainsPfn(pair.device, pfn)) {
+    virtioMemGuestWrite(pair.device, pfn, count);
+    return;
+  }
+  hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, pfn), count);
+}
+
+/**
+ * What the guest wrote while booting: the ranges Linux kept back (its image, the memmap, early
+ * allocations), where they are RAM. Free memory is untouched (init_on_free is off).
+ */
 function touchBootMemory(vm: VmSim): void {
-  const { table } = vm.guest.memory;
-  for (const range of vm.guest.memory.layout.ramRanges) {
-    let pfn = range.startPfn;
-    while (pfn < range.endPfn) {
-      if (table.state[pfn] !== FrameKind.Reserved) {
-        pfn++;
-        continue;
-      }
-      let end = pfn;
-      while (end < range.endPfn && table.state[end] === FrameKind.Reserved) end++;
-      hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, pfn), end - pfn);
-      pfn = end;
+  const layout = vm.guest.memory.layout;
+  for (const reserved of layout.reserved) {
+    for (const ram of layout.ramRanges) {
+      const start = Math.max(reserved.startPfn, ram.startPfn);
+      const end = Math.min(reserved.endPfn, ram.endPfn);
+      if (end > start) hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, start), end - start);
     }
   }
 }
@@ -202,11 +235,42 @@ function deflateOnOom(vm: VmSim): number {
 
 /** QMP `balloon`: the guest's logical size becomes `targetBytes`; the driver runs now. */
 export function setBalloonTarget(vm: VmSim, targetBytes: number): void {
+  if (vm.virtioMem !== undefined) {
+    setVirtioMemTarget(vm, vm.virtioMem, targetBytes);
+    return;
+  }
   const ramBytes = vm.map.pageCount * PAGE_SIZE;
   assert(targetBytes >= 0 && targetBytes <= ramBytes, () => `balloon target ${targetBytes}`);
   // virtio_balloon_to_target: num_pages = (ram_size - target) >> VIRTIO_BALLOON_PFN_SHIFT.
   vm.targetPages = Math.floor((ramBytes - targetBytes) / PAGE_SIZE);
   runBalloon(vm);
+}
+
+/**
+ * virtio-mem's answer to a logical size: QMP qom-set requested-size = target - boot memory;
+ * the driver works now, taking the simulated time of its work, and retries on its timer.
+ */
+function setVirtioMemTarget(vm: VmSim, pair: VirtioMem, targetBytes: number): void {
+  const bootBytes = vm.map.pageCount * PAGE_SIZE;
+  assert(targetBytes >= bootBytes, () => `virtio-mem target ${targetBytes} below boot memory`);
+  const before = workTimeNs(pair.device.work);
+  const result = virtioMemSetRequestedSize(pair, targetBytes - bootBytes);
+  virtioMemWorked(vm, pair, before, result.retryAfterMs);
+}
+
+function virtioMemWorked(vm: VmSim, pair: VirtioMem, beforeNs: number, retryMs: number): void {
+  const spentMs = (workTimeNs(pair.device.work) - beforeNs) / 1e6;
+  vm.balloonTimeMs += spentMs;
+  vm.virtioMemRetryMs = Number.POSITIVE_INFINITY;
+  passTime(vm, spentMs);
+  vm.virtioMemRetryMs = vm.guest.memory.clockMs + retryMs;
+}
+
+function runVirtioMemRetry(vm: VmSim): void {
+  const pair = vm.virtioMem!;
+  const before = workTimeNs(pair.device.work);
+  const result = virtioMemRetry(pair);
+  virtioMemWorked(vm, pair, before, result.retryAfterMs);
 }
 
 /**
@@ -363,10 +427,12 @@ export function passTime(vm: VmSim, durationMs: number): void {
   for (let guard = 0; guard < 1 << 24; guard++) {
     noticeReporting(vm);
     const reportAt = vm.reporting?.runAtMs ?? Number.POSITIVE_INFINITY;
-    const nextMs = Math.min(reportAt, vm.hostKhugepagedNextMs, vm.balloonRetryMs);
+    const timerMs = Math.min(vm.balloonRetryMs, vm.virtioMemRetryMs);
+    const nextMs = Math.min(reportAt, vm.hostKhugepagedNextMs, timerMs);
     if (nextMs > endMs) break;
     advanceTime(vm.guest, Math.max(0, nextMs - memory.clockMs));
     if (nextMs === reportAt) runReporting(vm);
+    else if (nextMs === vm.virtioMemRetryMs) runVirtioMemRetry(vm);
     else if (nextMs === vm.hostKhugepagedNextMs) runHostKhugepaged(vm);
     else if (vm.balloonRunning) vm.balloonRetryMs = Number.POSITIVE_INFINITY;
     else runBalloon(vm);
@@ -410,6 +476,17 @@ export function snapshotVm(vm: VmSim): VmSnapshot {
     balloonList: vm.driver.list,
     balloonTargetPages: vm.targetPages,
     device: vm.device.counters,
+    ...(vm.virtioMem === undefined
+      ? {}
+      : {
+          virtioMem: {
+            ram: vm.virtioMem.device.ram,
+            regionBytes: vm.virtioMem.device.regionBytes,
+            requestedBytes: vm.virtioMem.device.requestedBytes,
+            pluggedBytes: vm.virtioMem.device.pluggedBytes,
+            requests: virtioMemRequests(vm.virtioMem),
+          },
+        }),
   });
 }
 
@@ -417,4 +494,14 @@ export function snapshotVm(vm: VmSim): VmSnapshot {
 export function applyHostPressure(vm: VmSim, otherUsedBytes: number): number {
   hostSetPressure(vm.ram, otherUsedBytes);
   return hostReclaim(vm.ram, 0);
+}
+
+function virtioMemRequests(pair: VirtioMem): number {
+  const counters = pair.device.counters;
+  return (
+    counters.plugRequests +
+    counters.unplugRequests +
+    counters.unplugAllRequests +
+    counters.stateRequests
+  );
 }

@@ -104,7 +104,7 @@ describe("good scenario files", () => {
       maxPtesNone: 511,
     });
     expect(scenario.balloon).toMatchObject({
-      device: "virtio-mem",
+      device: "virtio-balloon",
       thpSizeKnown: true,
       hostDiscardsWholeHugeOnly: true,
       freePageReporting: { enabled: true, order: 5, delayMs: 100, capacity: 32 },
@@ -235,6 +235,7 @@ const BAD_TABLE: readonly (readonly [string, string, RegExp])[] = [
   ["unknown_top_key", "2:1 nmae", /unknown key "nmae": expected one of name, seed, guest/],
   ["virtio_mem_block_size", "3:27 balloon.virtioMem.blockSize", /3 MiB: expected a power of two/],
   ["virtio_mem_on_5_6", "5:11 balloon.device", /virtio-mem arrived in Linux 5\.8/],
+  ["virtio_mem_region_too_large", "6:28 balloon.virtioMem.regionSize", /leaves 0 MiB of boot/],
   ["yaml_duplicate_key", "3:1", /YAML: Map keys must be unique/],
   ["yaml_syntax", "3:1", /YAML: Flow map .* end with a \}/],
 ];

@@ -23,7 +23,13 @@ import { GFP_HIGHUSER_MOVABLE, GFP_KERNEL } from "../../src/guest/gfp.ts";
 import { createGuestMemory, type GuestMemory, zoneOfPfn } from "../../src/guest/guest_memory.ts";
 import { allocKernelMemory } from "../../src/guest/kernel_alloc.ts";
 import { createOwner } from "../../src/guest/owners.ts";
-import { allocPages, assignFrames } from "../../src/guest/page_alloc.ts";
+import {
+  allocPages,
+  assignFrames,
+  kswapdBalance,
+  wakeupKswapd,
+} from "../../src/guest/page_alloc.ts";
+import { readFileIntoCache } from "../../src/guest/page_cache.ts";
 import {
   createVirtioMemDriver,
   VIRTIO_MEM_REQ_PLUG,
@@ -40,6 +46,7 @@ import {
   formatZoneinfo,
   meminfoKb,
 } from "../../src/metrics/proc_views.ts";
+import { createGuestSim } from "../../src/sim/guest_sim.ts";
 import { GiB, MiB } from "./helpers.ts";
 
 function guestWithRegion(movable: boolean, memoryBytes = 1 * GiB, kernel = "6.1"): GuestMemory {
@@ -103,7 +110,7 @@ function kindIn(memory: GuestMemory, start: number, end: number, kind: FrameKind
 }
 
 describe("the device region in the guest's layout", () => {
-  test("it starts at the end of RAM above 4 GiB rounded up to 1 GiB, covered and not present", () => {
+  test("it starts at the end of RAM above 4 GiB, 1 GiB aligned, covered and not present", () => {
     // 1 GiB (pc): all RAM below the hole, so pc_above_4g_end = 4 GiB.
     const small = guestWithRegion(true);
     expect(small.layout.deviceMemory!.startPfn * PAGE_SIZE).toBe(4 * GiB);
@@ -125,7 +132,7 @@ describe("the device region in the guest's layout", () => {
     expectClean(odd);
   });
 
-  test("an empty ZONE_MOVABLE or ZONE_NORMAL breaks neither the checker nor the /proc views", () => {
+  test("an empty ZONE_MOVABLE or ZONE_NORMAL breaks neither the checker nor /proc views", () => {
     for (const movable of [true, false]) {
       const memory = guestWithRegion(movable);
       const zone = memory.zoneByType[movable ? ZoneType.Movable : ZoneType.Normal]!;
@@ -143,6 +150,17 @@ describe("the device region in the guest's layout", () => {
   });
 });
 
+test("kswapd leaves an empty ZONE_MOVABLE alone instead of reclaiming for it", () => {
+  const config = { ...guestWithRegion(true).config };
+  const sim = createGuestSim(config);
+  const file = readFileIntoCache(sim.memory, sim.pageCache, "file", 64 * MiB);
+  wakeupKswapd(sim.memory, 0);
+  kswapdBalance(sim.memory);
+  // Every populated zone is above its high watermark: nothing needed reclaiming.
+  expect(file.residentPages).toBe((64 * MiB) / PAGE_SIZE);
+  expectClean(sim.memory);
+});
+
 function guestWithoutRegion(): GuestMemory {
   return createGuestMemory({
     memoryBytes: 1 * GiB,
@@ -156,9 +174,10 @@ function guestWithoutRegion(): GuestMemory {
 }
 
 describe("the driver against a device that acknowledges everything", () => {
-  test("a 5.6 guest refuses the driver: virtio-mem arrived in Linux 5.8", () => {
-    const memory = guestWithRegion(true, 1 * GiB, "5.6");
-    expect(() => ackingDriver(memory)).toThrow(/virtio-mem needs Linux 5\.8\+.*5\.6/);
+  test("a 5.6 guest refuses virtio-mem: the driver arrived in Linux 5.8", () => {
+    expect(() => guestWithRegion(true, 1 * GiB, "5.6")).toThrow(
+      /virtio-mem needs Linux 5\.8\+.*5\.6/,
+    );
   });
 
   test("GFP_KERNEL never lands in ZONE_MOVABLE; GFP_HIGHUSER_MOVABLE goes there first", () => {

@@ -196,10 +196,14 @@ describe("unplug", () => {
     expectClean(s);
   });
 
-  for (const movable of [true, false]) {
+  for (const [kernel, movable] of [
+    ["6.1", true],
+    ["6.1", false],
+    ["6.18", true],
+  ] as const) {
     const zoneName = movable ? "ZONE_MOVABLE" : "ZONE_NORMAL";
-    test(`movable pages in the way are migrated out of ${zoneName} and the unplug succeeds`, () => {
-      const s = setup(movable);
+    test(`${kernel}: movable pages in the way leave ${zoneName} and the unplug succeeds`, () => {
+      const s = setup(movable, "never", kernel);
       virtioMemSetRequestedSize(s.pair, 1 * GiB);
       const thpState = createThpState(s.memory);
       const process = createProcess(s.memory, "app", 768 * MiB, { thp: false, thpState });
@@ -281,7 +285,7 @@ describe("unplug", () => {
     expectClean(s);
   });
 
-  test("model limit: a guest THP in ZONE_MOVABLE keeps its subblock (five tries, then busy)", () => {
+  test("model limit: a guest THP in ZONE_MOVABLE keeps its subblock (5 tries, then busy)", () => {
     const s = setup(true, "always");
     virtioMemSetRequestedSize(s.pair, 128 * MiB);
     const thpState = createThpState(s.memory);
