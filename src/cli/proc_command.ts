@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { Command } from "@commander-js/extra-typings";
 import { InputError } from "../core/input_error.ts";
 import { isKernelVersion, KERNEL_VERSIONS, type KernelVersion } from "../guest/kernel_version.ts";
-import { importProc, type ProcImport } from "../guest/proc_import.ts";
+import { importProc, type ProcImport, type ProcImportInput } from "../guest/proc_import.ts";
 import { parseBuddyinfo, parsePagetypeinfo, parseZoneinfo } from "../metrics/proc_parse.ts";
 import {
   exportProc,
@@ -53,20 +53,25 @@ function kernelOption(value: string): KernelVersion {
   return value;
 }
 
-interface ImportFiles {
+export interface ImportFiles {
   readonly buddyinfo: string;
   readonly pagetypeinfo: string;
   readonly zoneinfo: string | undefined;
 }
 
-function importFiles(files: ImportFiles, kernel: KernelVersion): ProcImport {
+/** Reads and parses the files (InputError naming the file and line on bad input). */
+export function parseImportFiles(files: ImportFiles, kernel: KernelVersion): ProcImportInput {
   const buddyinfo = parseBuddyinfo(readText(files.buddyinfo), files.buddyinfo);
   const pagetypeinfo = parsePagetypeinfo(readText(files.pagetypeinfo), files.pagetypeinfo);
   const zoneinfo =
     files.zoneinfo === undefined
       ? undefined
       : parseZoneinfo(readText(files.zoneinfo), files.zoneinfo);
-  return importProc({ buddyinfo, pagetypeinfo, zoneinfo, kernel });
+  return { buddyinfo, pagetypeinfo, zoneinfo, kernel };
+}
+
+function importFiles(files: ImportFiles, kernel: KernelVersion): ProcImport {
+  return importProc(parseImportFiles(files, kernel));
 }
 
 /** Writes every file under a temporary name first, then renames them all into place. */

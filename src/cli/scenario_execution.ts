@@ -1,15 +1,18 @@
 // Running one resolved scenario from the command line: the model run (src/sim), the kernel
 // views recorded at each snapshot, and the files a run leaves in its output directory:
-// result.json (the contract), timeline.csv (one row per step) and report.html.
+// result.json (the contract), timeline.csv (one row per step and per second of waits; also
+// timeline.parquet for long runs) and report.html.
 
 import { join } from "node:path";
 import { stringify } from "csv-stringify/sync";
+import { parquetWriteBuffer } from "hyparquet-writer";
 import { formatBuddyinfo, meminfoKb, vmstatRecord } from "../metrics/proc_views.ts";
 import { guestBlockKinds } from "../metrics/vm_snapshot.ts";
 import { type ResultJson, resultJson } from "../sim/result_json.ts";
 import type { Scenario } from "../sim/scenario.ts";
 import { runScenario, type ScenarioRun, type SnapshotViews } from "../sim/scenario_runner.ts";
 import type { VmSim } from "../sim/vm_sim.ts";
+import { loadInitialState } from "./initial_state.ts";
 import { writeFileAtomic, writeJsonAtomic } from "./output_files.ts";
 import { type RunReportOptions, writeRunReport } from "./report_html.ts";
 
@@ -37,7 +40,7 @@ export function executeScenario(
   scenario: Scenario,
   onStep?: (done: number, total: number) => void,
 ): ExecutedScenario {
-  const run = runScenario(scenario, { views: snapshotViews, onStep });
+  const run = runScenario(scenario, { views: snapshotViews, onStep }, loadInitialState(scenario));
   return { run, result: resultJson(run, BALLOONLAB_VERSION) };
 }
 
@@ -52,6 +55,20 @@ const TIMELINE_COLUMNS = [
   "guestFreeBytes",
   "balloonBytes",
 ] as const;
+
+/** Runs with more timeline rows than this also get timeline.parquet (columnar, compressed). */
+export const PARQUET_ROWS_MIN = 1000;
+
+/** The timeline as a Parquet file: one column per field, numbers as DOUBLE, kind as STRING. */
+export function timelineParquet(executed: ExecutedScenario): Uint8Array {
+  const timeline = executed.run.timeline;
+  const columnData = TIMELINE_COLUMNS.map((key) =>
+    key === "kind"
+      ? { name: key, data: timeline.map((sample) => sample.kind), type: "STRING" as const }
+      : { name: key, data: timeline.map((sample) => Number(sample[key])), type: "DOUBLE" as const },
+  );
+  return new Uint8Array(parquetWriteBuffer({ columnData }));
+}
 
 /**
  * Writes result.json, timeline.csv, buddyinfo.txt and report.html into `dir`, and the report's
@@ -69,6 +86,9 @@ export function writeRunFiles(
     join(dir, "timeline.csv"),
     stringify(rows, { header: true, columns: [...TIMELINE_COLUMNS] }),
   );
+  if (executed.run.timeline.length > PARQUET_ROWS_MIN) {
+    writeFileAtomic(join(dir, "timeline.parquet"), timelineParquet(executed));
+  }
   const lastVm = executed.run.vm;
   writeFileAtomic(join(dir, "buddyinfo.txt"), formatBuddyinfo(lastVm.guest.memory));
   writeRunReport(dir, executed.run, executed.result, report);

@@ -244,7 +244,7 @@ function buddyMergeLikely(table: FrameTable, zone: Zone, pfn: number, order: num
   return isFreeBuddy(table, zone, higherBuddyPfn, order + 1);
 }
 
-/** The error for a free of a misaligned block; a function so that the hot path builds no closure. */
+/** The error for a misaligned free; a function so that the hot path builds no closure. */
 function misalignedFree(pfn: number, order: number): AssertionError {
   return new AssertionError(`pfn ${pfn} not aligned to order ${order}`);
 }

@@ -49,9 +49,14 @@ import {
 } from "../core/limits.ts";
 import { addToFreeList } from "./buddy.ts";
 import { FrameKind } from "./frame_table.ts";
-import { createGuestMemory, type GuestMemory } from "./guest_memory.ts";
+import {
+  createGuestMemory,
+  type GuestMemory,
+  type ThpDefrag,
+  type ThpEnabled,
+} from "./guest_memory.ts";
 import { type KernelVersion, kernelRules } from "./kernel_version.ts";
-import type { GuestLayout, ReservedRange } from "./memory_layout.ts";
+import type { GuestLayout, MachineType, ReservedRange } from "./memory_layout.ts";
 import { createOwner } from "./owners.ts";
 import { assignFrames } from "./page_alloc.ts";
 import { setupPcpHighAndBatch } from "./pcp.ts";
@@ -140,6 +145,19 @@ export interface ProcImportInput {
   readonly zoneinfo?: ZoneinfoData;
   /** The kernel whose rules the guest runs and whose formats the views print. */
   readonly kernel: KernelVersion;
+}
+
+/**
+ * The guest settings the files do not give (a scenario's guest section). Defaults: machine pc,
+ * cpus from zoneinfo's pagesets (1 without zoneinfo), THP "always" with defrag "madvise",
+ * init_on_alloc off.
+ */
+export interface ProcImportOptions {
+  readonly machine?: MachineType;
+  readonly cpus?: number;
+  readonly thpEnabled?: ThpEnabled;
+  readonly thpDefrag?: ThpDefrag;
+  readonly initOnAlloc?: boolean;
 }
 
 // --- Output --------------------------------------------------------------------------------------
@@ -738,7 +756,7 @@ function cpusOf(input: ProcImportInput): number {
 }
 
 /** Builds the guest the files describe (rules in the header and docs/proc_import.md). */
-export function importProc(input: ProcImportInput): ProcImport {
+export function importProc(input: ProcImportInput, options: ProcImportOptions = {}): ProcImport {
   kernelRules(input.kernel);
   const plans = planZones(input);
   const frameCount = plans[plans.length - 1]!.endPfn;
@@ -759,12 +777,12 @@ export function importProc(input: ProcImportInput): ProcImport {
   for (const plan of plans) presentPages += plan.presentPages;
   const memory = createGuestMemory({
     memoryBytes: presentPages * PAGE_SIZE,
-    machine: "pc",
+    machine: options.machine ?? "pc",
     kernel: input.kernel,
-    cpus: cpusOf(input),
-    thpEnabled: "always",
-    thpDefrag: "madvise",
-    initOnAlloc: false,
+    cpus: options.cpus ?? cpusOf(input),
+    thpEnabled: options.thpEnabled ?? "always",
+    thpDefrag: options.thpDefrag ?? "madvise",
+    initOnAlloc: options.initOnAlloc ?? false,
     layout: buildLayout(placement, plans),
   });
   applyPlacement(memory, placement, plans);

@@ -83,8 +83,20 @@ function reclaim(sim: GuestSim, targetPages: number, direct: boolean): number {
   return freed;
 }
 
+/** A guest booted from `config`: a fresh GuestMemory wrapped by createGuestSimFromMemory. */
 export function createGuestSim(config: GuestConfig, options: GuestSimOptions = {}): GuestSim {
-  const memory = createGuestMemory(config);
+  return createGuestSimFromMemory(createGuestMemory(config), options);
+}
+
+/**
+ * A GuestSim around an already-built memory (a fresh boot, or a proc import's guest): it adds
+ * the background threads' state and installs the reclaim and compaction hooks. The memory must
+ * not belong to another GuestSim (the hooks are replaced).
+ */
+export function createGuestSimFromMemory(
+  memory: GuestMemory,
+  options: GuestSimOptions = {},
+): GuestSim {
   const khugepaged = createKhugepagedState(options.khugepaged);
   const sim: GuestSim = {
     memory,

@@ -1,11 +1,17 @@
 // Runs a resolved scenario (scenario.ts) on one VM: steps in order, background work during and
 // between them on the simulated clock, a snapshot record at every `snapshot` step and a timeline
 // sample after every step. Pure: no files, no wall clock; the CLI writes what this returns.
+// A scenario with guest.initialState starts from a captured guest: the CLI reads and parses the
+// files (src/cli/initial_state.ts) and passes them in; the guest is importProc's.
 
 import { assert } from "../core/assert.ts";
+import { InputError } from "../core/input_error.ts";
 import { HPAGE_PMD_NR, PAGE_SIZE } from "../core/limits.ts";
+import type { GuestMemory } from "../guest/guest_memory.ts";
+import { importProc, type ProcImportInput } from "../guest/proc_import.ts";
 import { hostSnapshot } from "../host/host_api.ts";
 import type { VmSnapshot } from "../metrics/vm_snapshot.ts";
+import { guestRamMapOfRanges } from "../virtio/guest_ram_map.ts";
 import {
   compactStep,
   freeProcess,
@@ -121,17 +127,95 @@ export function vmConfigOf(scenario: Scenario): VmConfig {
   };
 }
 
-export function runScenario(scenario: Scenario, hooks: ScenarioHooks): ScenarioRun {
-  const vm = createVmSim(vmConfigOf(scenario));
+/** How far guest.memory may be from a capture's RAM size (a few MiB of rounding). */
+export const INITIAL_STATE_SIZE_TOLERANCE_BYTES = 4 * 1024 * 1024;
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MiB`;
+}
+
+/**
+ * The guest a capture describes, with the scenario's guest settings. The capture decides the
+ * size: guest.memory must be its RAMBlock size (guest_ram_map.ts) within a few MiB.
+ */
+export function importedGuestMemory(scenario: Scenario, input: ProcImportInput): GuestMemory {
+  const { guest } = scenario;
+  // The zones' sizes come from zoneinfo when given, else from pagetypeinfo's block counts.
+  const file = input.zoneinfo?.file ?? input.pagetypeinfo.file;
+  if (scenario.balloon.device === "virtio-mem") {
+    const message = "virtio-mem cannot start from guest.initialState (the capture has no region)";
+    throw new InputError({ file, field: "balloon.device", message });
+  }
+  const { memory } = importProc(input, {
+    machine: guest.machine,
+    cpus: guest.cpus,
+    thpEnabled: guest.thp.enabled,
+    thpDefrag: guest.thp.defrag,
+    initOnAlloc: guest.initOnAlloc,
+  });
+  const capturedBytes = guestRamMapOfRanges(memory.layout.ramRanges).pageCount * PAGE_SIZE;
+  if (Math.abs(capturedBytes - guest.memoryBytes) > INITIAL_STATE_SIZE_TOLERANCE_BYTES) {
+    throw new InputError({
+      file,
+      field: "guest.memory",
+      message:
+        `the scenario says ${mib(guest.memoryBytes)} but the captured guest has` +
+        ` ${mib(capturedBytes)} of RAM; set guest.memory to the captured size`,
+    });
+  }
+  return memory;
+}
+
+/** The scenario's VM: booted from guest, or the captured guest when it has initialState. */
+export function scenarioVmConfig(scenario: Scenario, initialState?: ProcImportInput): VmConfig {
+  if (scenario.guest.initialState === undefined) {
+    assert(initialState === undefined, "initialState given to a scenario without one");
+    return vmConfigOf(scenario);
+  }
+  assert(
+    initialState !== undefined,
+    "guest.initialState: pass the parsed files (loadInitialState, src/cli/initial_state.ts)",
+  );
+  const memory = importedGuestMemory(scenario, initialState);
+  return { ...vmConfigOf(scenario), guest: memory.config, memory };
+}
+
+/**
+ * Runs the scenario. `initialState` is the parsed capture of guest.initialState (required
+ * exactly when the scenario has one; the caller reads the files, the runner reads nothing).
+ */
+export function runScenario(
+  scenario: Scenario,
+  hooks: ScenarioHooks,
+  initialState?: ProcImportInput,
+): ScenarioRun {
+  const vm = createVmSim(scenarioVmConfig(scenario, initialState));
   const run: ScenarioRun = { scenario, snapshots: [], timeline: [], vm };
   run.timeline.push(sample(vm, -1, "start"));
   scenario.steps.forEach((step, index) => {
-    runStep(vm, step, run, hooks);
+    if (step.kind === "wait") waitSampled(vm, step.durationMs, run, index);
+    else runStep(vm, step, run, hooks);
     settle(vm);
     run.timeline.push(sample(vm, index, step.kind));
     hooks.onStep?.(index + 1, scenario.steps.length);
   });
   return run;
+}
+
+/** Timeline samples during a wait: every second of simulated time, at most this many per wait. */
+export const WAIT_SAMPLES_MAX = 600;
+const WAIT_SAMPLE_MS_MIN = 1000;
+
+/** A wait, with timeline samples along it so that curves show what happens meanwhile. */
+function waitSampled(vm: VmSim, durationMs: number, run: ScenarioRun, index: number): void {
+  const chunkMs = Math.max(WAIT_SAMPLE_MS_MIN, durationMs / WAIT_SAMPLES_MAX);
+  let leftMs = durationMs;
+  while (leftMs > chunkMs) {
+    passTime(vm, chunkMs);
+    leftMs -= chunkMs;
+    run.timeline.push(sample(vm, index, "wait"));
+  }
+  passTime(vm, leftMs);
 }
 
 function runStep(vm: VmSim, step: ScenarioStep, run: ScenarioRun, hooks: ScenarioHooks): void {

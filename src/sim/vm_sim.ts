@@ -24,7 +24,8 @@ import {
   leakBalloon,
   VIRTIO_BALLOON_OOM_NR_PAGES,
 } from "../guest/balloon_driver.ts";
-import type { GuestConfig } from "../guest/guest_memory.ts";
+import { FRAME_KIND_MASK, FrameKind } from "../guest/frame_table.ts";
+import type { GuestConfig, GuestMemory } from "../guest/guest_memory.ts";
 import {
   type PageReportingState,
   pageReportingNotice,
@@ -45,7 +46,7 @@ import {
 import { type VmSnapshot, vmSnapshot } from "../metrics/vm_snapshot.ts";
 import { balloonPolicy } from "../policies/balloon_policies.ts";
 import type { BalloonPolicy, BalloonPolicyOptions } from "../policies/balloon_policy.ts";
-import { createGuestRamMap, type GuestRamMap, ramPageOfPfn } from "../virtio/guest_ram_map.ts";
+import { type GuestRamMap, guestRamMapOfRanges, ramPageOfPfn } from "../virtio/guest_ram_map.ts";
 import {
   createQemuBalloonDevice,
   handleDeflate,
@@ -71,7 +72,13 @@ import {
   type WorkCounts,
 } from "../virtio/work_counts.ts";
 import { workTimeNs } from "./cost_model.ts";
-import { advanceTime, createGuestSim, type GuestSim, runWokenThreads } from "./guest_sim.ts";
+import {
+  advanceTime,
+  createGuestSim,
+  createGuestSimFromMemory,
+  type GuestSim,
+  runWokenThreads,
+} from "./guest_sim.ts";
 
 export interface VmBalloonConfig {
   readonly policy: string;
@@ -93,6 +100,12 @@ export interface VmConfig {
    * plugged, and setBalloonTarget sets its requested size to target - boot memory.
    */
   readonly virtioMem?: { readonly regionBytes: number; readonly blockBytes: number };
+  /**
+   * An already-built guest memory (a proc import) to run instead of booting one from `guest`,
+   * which must then be `memory.config`. Its allocated frames count as written (host-resident).
+   * Not with virtioMem (the device region is part of the layout at boot).
+   */
+  readonly memory?: GuestMemory;
 }
 
 export interface VmSim {
@@ -122,14 +135,25 @@ export interface VmSim {
   virtioMemRetryMs: number;
 }
 
-export function createVmSim(config: VmConfig): VmSim {
+/** The guest: the given memory, or one booted from config.guest (with its virtio-mem region). */
+function vmGuest(config: VmConfig): GuestSim {
+  if (config.memory !== undefined) {
+    assert(config.virtioMem === undefined, "an already-built guest cannot get a virtio-mem region");
+    assert(config.guest === config.memory.config, "config.guest must be the memory's config");
+    return createGuestSimFromMemory(config.memory);
+  }
   const guestConfig: GuestConfig =
     config.virtioMem === undefined
       ? config.guest
       : { ...config.guest, virtioMem: { ...config.virtioMem, movable: true } };
-  const guest = createGuestSim(guestConfig);
+  return createGuestSim(guestConfig);
+}
+
+export function createVmSim(config: VmConfig): VmSim {
+  const guest = vmGuest(config);
   const hostConfig = createHostConfig(config.host);
-  const map = createGuestRamMap(config.guest.machine, config.guest.memoryBytes);
+  // The RAMBlock behind the guest's boot RAM, from its layout (pc_memory_init's aliases).
+  const map = guestRamMapOfRanges(guest.memory.layout.ramRanges);
   const ram = createGuestRam(hostConfig, map.pageCount);
   const policy = balloonPolicy(config.balloon.policy, config.balloon.policyOptions);
   const memory = guest.memory;
@@ -166,6 +190,7 @@ export function createVmSim(config: VmConfig): VmSim {
   memory.onBalloonMigrate = (oldPfn, newPfn) => balloonMigrated(vm, oldPfn, newPfn);
   if (config.balloon.deflateOnOom) memory.oomNotify = () => deflateOnOom(vm);
   touchBootMemory(vm);
+  touchAllocatedFrames(vm);
   // The region starts plugged: the guest boots at its full logical size.
   if (vm.virtioMem !== undefined)
     virtioMemSetRequestedSize(vm.virtioMem, config.virtioMem!.regionBytes);
@@ -195,6 +220,29 @@ function touchBootMemory(vm: VmSim): void {
       if (end > start) hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, start), end - start);
     }
   }
+}
+
+/**
+ * Frames in use when the VM is created (an imported guest's allocations; a freshly booted guest
+ * has none) were written by the guest at some point: they are resident on the host.
+ */
+function touchAllocatedFrames(vm: VmSim): void {
+  const state = vm.guest.memory.table.state;
+  let pfn = 0;
+  while (pfn < state.length) {
+    if (!inUse(state[pfn]!)) {
+      pfn++;
+      continue;
+    }
+    const start = pfn;
+    while (pfn < state.length && inUse(state[pfn]!)) pfn++;
+    guestWrote(vm, start, pfn - start);
+  }
+}
+
+function inUse(state: number): boolean {
+  const kind = state & FRAME_KIND_MASK;
+  return kind !== FrameKind.Free && kind !== FrameKind.Reserved;
 }
 
 /** virtballoon_migratepage's two tell_host calls: inflate [new], then deflate [old]. */

@@ -5,10 +5,18 @@
 // a guest pfn below the split is at RAMBlock page pfn and one above 4 GiB is at
 // pfn - 4 GiB + below. The PCI hole between them is not RAM. Both parts start 2 MiB aligned
 // (the split is 2 or 3 GiB), so a 2 MiB guest block is a 2 MiB host block.
+//
+// guestRamMapOfRanges derives the same map from a guest layout's RAM ranges (E820 usable RAM),
+// which is all a real capture (proc import) tells. Assumption: QEMU's ram-below-4g ends at the
+// first 2 MiB boundary at or above the end of the guest's low RAM. The firmware keeps the last
+// pages below the split out of the guest's map (SeaBIOS's ACPI/SMBIOS tables, e820 reserved), so
+// a capture's low RAM usually ends a few pages short of the split; the split itself (2 or 3 GiB,
+// or the whole -m size below the PCI hole, taken to be a 2 MiB multiple) is 2 MiB aligned. RAM
+// above 4 GiB is rounded up to 2 MiB the same way (the backend's size, -m, a 2 MiB multiple).
 
 import { assert } from "../core/assert.ts";
-import { PAGE_SIZE } from "../core/limits.ts";
-import { type MachineType, qemuRamSplit } from "../guest/memory_layout.ts";
+import { HPAGE_PMD_NR, PAGE_SIZE } from "../core/limits.ts";
+import { type MachineType, qemuRamSplit, type ReservedRange } from "../guest/memory_layout.ts";
 
 const FRAMES_4G = 2 ** 32 / PAGE_SIZE;
 
@@ -25,6 +33,33 @@ export function createGuestRamMap(machine: MachineType, memoryBytes: number): Gu
     pageCount: (split.belowBytes + split.aboveBytes) / PAGE_SIZE,
     belowPages: split.belowBytes / PAGE_SIZE,
   };
+}
+
+/** `pages` rounded up to a whole 2 MiB block. */
+function roundUpToHuge(pages: number): number {
+  return Math.ceil(pages / HPAGE_PMD_NR) * HPAGE_PMD_NR;
+}
+
+/**
+ * The RAMBlock map of a guest whose RAM ranges are known (pc_memory_init's two aliases): RAM
+ * below 4 GiB at RAMBlock page = pfn up to the end of low RAM (rounded up to 2 MiB, see the
+ * header), RAM from 4 GiB on at pfn - 4 GiB + that end.
+ */
+export function guestRamMapOfRanges(ramRanges: readonly ReservedRange[]): GuestRamMap {
+  let lowEnd = 0;
+  let highEnd = FRAMES_4G;
+  for (const range of ramRanges) {
+    if (range.startPfn < FRAMES_4G) {
+      assert(range.endPfn <= FRAMES_4G, () => `RAM range ${range.what} crosses 4 GiB`);
+      lowEnd = Math.max(lowEnd, range.endPfn);
+    } else {
+      highEnd = Math.max(highEnd, range.endPfn);
+    }
+  }
+  const belowPages = roundUpToHuge(lowEnd);
+  const pageCount = belowPages + roundUpToHuge(highEnd - FRAMES_4G);
+  assert(pageCount > 0, "the guest has no RAM");
+  return { pageCount, belowPages };
 }
 
 /** The RAMBlock page of a guest pfn (memory_region_find over the RAM aliases). */

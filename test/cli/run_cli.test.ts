@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import { parquetReadObjects } from "hyparquet";
 import { afterAll, describe, expect, test } from "vitest";
 import { resultJsonSchema, resultSchema } from "../../src/cli/result_schema.ts";
 
@@ -93,6 +94,25 @@ describe("balloonlab run", () => {
     expect(run.stderr).toMatch(/bad\.yaml:8:/);
     expect(run.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(out)).toBe(false);
+  });
+
+  test("long runs: waits are sampled along the timeline, which also goes to Parquet", async () => {
+    const long = join(dir, "long.yaml");
+    writeFileSync(
+      long,
+      "name: long\nguest: { memory: 1GiB }\nsteps:\n  - wait: 20min\n  - wait: 20min\n" +
+        "  - snapshot: end\n",
+    );
+    const out = join(dir, "long");
+    expect(balloonlab("run", long, "--out", out).status).toBe(0);
+    const csvRows = readFileSync(join(out, "timeline.csv"), "utf8").trim().split("\n").length - 1;
+    expect(csvRows).toBeGreaterThan(1000);
+    const bytes = readFileSync(join(out, "timeline.parquet"));
+    const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    const rows = (await parquetReadObjects({ file })) as { simTimeMs: number; kind: string }[];
+    expect(rows).toHaveLength(csvRows);
+    expect(rows.at(-1)!.simTimeMs).toBe(40 * 60_000);
+    expect(rows.filter((row) => row.kind === "wait").length).toBeGreaterThan(1000);
   });
 
   test("the published JSON Schema is the one the code generates", () => {
