@@ -10,6 +10,7 @@ import { registerDemoCommand } from "./demo_command.ts";
 import { registerProcCommand } from "./proc_command.ts";
 import { registerRunCommand } from "./run_command.ts";
 import { registerTraceCommand } from "./trace_command.ts";
+import { registerValidateCommand } from "./validate_command.ts";
 
 export const EXIT_FAILURE = 1;
 export const EXIT_BAD_INPUT = 2;
@@ -28,6 +29,7 @@ export function createProgram(): Command {
   registerDemoCommand(program);
   registerProcCommand(program);
   registerTraceCommand(program);
+  registerValidateCommand(program);
   return program;
 }
 

@@ -26,6 +26,7 @@ import {
   snapshotVm,
   type VmSim,
 } from "../../src/sim/vm_sim.ts";
+import { handleInflate } from "../../src/virtio/qemu_balloon_device.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -41,6 +42,8 @@ interface VmOptions {
   reporting?: boolean;
   maxPtesNone?: number;
   initOnAlloc?: boolean;
+  thpSizeKnown?: boolean;
+  wholeHugeOnly?: boolean;
 }
 
 function makeVm(options: VmOptions = {}): VmSim {
@@ -66,9 +69,10 @@ function makeVm(options: VmOptions = {}): VmSim {
     },
     balloon: {
       policy: options.policy ?? "linux-4k",
+      policyOptions: { hostDiscardsWholeHugeOnly: options.wholeHugeOnly ?? false },
       deflateOnOom: false,
       freePageReporting: { enabled: options.reporting ?? false, order: pageblock_order },
-      thpSizeKnown: false,
+      thpSizeKnown: options.thpSizeKnown ?? false,
     },
   });
 }
@@ -221,5 +225,54 @@ describe("init_on_alloc: zeroing a balloon page is a write the host sees", () =>
     const grown = snapshotVm(zeroing).host.allocatedBytes - snapshotVm(plain).host.allocatedBytes;
     expect(grown).toBeGreaterThan(400 * MiB);
     checkAll(zeroing);
+  });
+});
+
+describe("Duyck's two host variants (2020-02-20 and 2020-02-21)", () => {
+  test("QEMU told the THP size: 256 4 KiB PFNs never complete 2 MiB; whole 2 MiB entries do", () => {
+    const linux = makeVm({ thpSizeKnown: true });
+    touchAndFree(linux, 700 * MiB);
+    const before = snapshotVm(linux).host;
+    setBalloonTarget(linux, 512 * MiB);
+    const after = snapshotVm(linux);
+    // Linux's requests carry half a THP at most: the 2 MiB pbp never completes, nothing goes.
+    expect(after.balloon.device.pbpCompleted).toBe(0);
+    expect(after.host.allocatedBytes).toBe(before.allocatedBytes);
+    // Zhu's order-9 entries carry whole THPs: each completes and goes in one call, no split.
+    const thp = makeVm({ thpSizeKnown: true, policy: "thp-order" });
+    touchAndFree(thp, 700 * MiB);
+    const thpBefore = snapshotVm(thp).host;
+    setBalloonTarget(thp, 512 * MiB);
+    const thpAfter = snapshotVm(thp);
+    const completed = thpAfter.balloon.device.pbpCompleted;
+    expect(completed).toBe(thpAfter.balloon.sizeBytes / (2 * MiB));
+    expect(thpAfter.host.counters.madvise - thpBefore.counters.madvise).toBe(completed);
+    expect(thpAfter.host.counters.splitPmd).toBe(thpBefore.counters.splitPmd);
+    checkAll(thp);
+  });
+
+  test("host discards only whole 2 MiB: no host THP is split; smaller entries stay backed", () => {
+    const vm = makeVm({ guestBytes: 2 * GiB, policy: "highest-order-first", wholeHugeOnly: true });
+    // Free memory is mostly 4 KiB holes: 2 MiB blocks must be made by compaction.
+    memhog(vm.guest, "frag", 1800 * MiB, false, 2);
+    const before = snapshotVm(vm);
+    setBalloonTarget(vm, 1536 * MiB);
+    const after = snapshotVm(vm);
+    expect(after.balloon.sizeBytes).toBe(512 * MiB);
+    // Highest order first pressures the guest to compact; the host splits nothing.
+    expect(after.guest.events.compact_success!).toBeGreaterThan(0);
+    expect(after.host.counters.splitPmd).toBe(before.host.counters.splitPmd);
+    // An entry smaller than 2 MiB is acknowledged and its memory stays backed.
+    const request = vm.driver.request;
+    request.inflate = true;
+    request.entryCount = 1;
+    request.entryPfn[0] = 0x30000;
+    request.entryPages[0] = 256;
+    const kept = vm.device.counters.inflatedPagesKept;
+    const madvise = vm.ram.counters.madvise;
+    handleInflate(vm.device, request);
+    expect(vm.device.counters.inflatedPagesKept - kept).toBe(256);
+    expect(vm.ram.counters.madvise).toBe(madvise);
+    checkAll(vm);
   });
 });

@@ -1,0 +1,183 @@
+// `balloonlab validate SCENARIO` (issue #5): the scenario twice, on a real Linux guest under
+// QEMU (TCG) and in the model, side by side in DIR/validation.json. `--install` installs what
+// the real side needs (validate_prereqs.ts); without it, a missing piece is reported (exit 2).
+// The flow: prerequisites, initramfs (validate_initramfs.ts), QEMU with host knobs
+// (validate_vm.ts), the steps on the real guest (validate_real_run.ts), the model run and the
+// verdicts (validate_compare.ts).
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { release, tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import type { Command } from "@commander-js/extra-typings";
+import type { ResultSnapshotJson } from "../sim/result_json.ts";
+import type { Scenario } from "../sim/scenario.ts";
+import { writeJsonAtomic } from "./output_files.ts";
+import { collect } from "./run_command.ts";
+import { executeScenario } from "./scenario_execution.ts";
+import { loadScenarioFile } from "./scenario_file.ts";
+import {
+  compareSnapshot,
+  modelScenario,
+  nearestModelKernel,
+  readHostThp,
+  type Verdict,
+} from "./validate_compare.ts";
+import { buildInitramfs } from "./validate_initramfs.ts";
+import { checkPrerequisites, type GuestKernel, installPrerequisites } from "./validate_prereqs.ts";
+import {
+  checkRealSteps,
+  hostMemFree_kB,
+  type RealRun,
+  runRealScenario,
+} from "./validate_real_run.ts";
+import { NOT_MEASURED } from "./validate_snapshot.ts";
+import { backendObject, HostKnobs, qemuArgs, type RunningVm, startVm } from "./validate_vm.ts";
+
+export interface RealSide {
+  readonly run: RealRun;
+  readonly qemu: string;
+  readonly kernel: string;
+  readonly knobs: readonly string[];
+  readonly wallMs: number;
+}
+
+/** Boots the guest, runs the steps, always stops QEMU and restores host knobs. */
+export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Promise<RealSide> {
+  const started = Date.now();
+  const workDir = mkdtempSync(join(tmpdir(), "balloonlab-validate-"));
+  const knobs = new HostKnobs();
+  let vm: RunningVm | undefined;
+  const cleanup = (): void => {
+    vm?.stop();
+    knobs.restore();
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    cleanup();
+    process.stderr.write(`validate: ${signal}: QEMU stopped, host knobs restored\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("exit", cleanup);
+  try {
+    const initramfs = buildInitramfs(workDir, kernel);
+    const backend = backendObject(scenario, workDir, knobs);
+    const memFreeBefore = hostMemFree_kB();
+    vm = await startVm(qemuArgs(scenario, kernel, { initramfs, workDir, backend }), workDir);
+    process.stderr.write(
+      `validate: guest ${vm.guestRelease} up after ${Date.now() - started} ms\n`,
+    );
+    const run = await runRealScenario(vm, scenario, memFreeBefore);
+    await vm.guest.command("poweroff", 10_000).catch(() => undefined);
+    const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
+    return {
+      run,
+      qemu: describeQemu(qemu),
+      kernel: vm.guestRelease,
+      knobs: [...knobs.log],
+      wallMs: Date.now() - started,
+    };
+  } finally {
+    cleanup();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    process.off("exit", cleanup);
+  }
+}
+
+function describeQemu(reply: unknown): string {
+  const version = (reply as { qemu?: { major: number; minor: number; micro: number } } | undefined)
+    ?.qemu;
+  return version === undefined ? "unknown" : `${version.major}.${version.minor}.${version.micro}`;
+}
+
+export interface SnapshotComparison {
+  readonly model: ResultSnapshotJson | undefined;
+  readonly real: ResultSnapshotJson;
+  readonly verdicts: Verdict[];
+  readonly notMeasured: readonly string[];
+}
+
+/** validation.json: the scenario, both sides' settings and the snapshots side by side. */
+export function validationJson(scenario: Scenario, real: RealSide) {
+  const hostKernelRelease = release();
+  const hostKernel = nearestModelKernel(hostKernelRelease);
+  const guestKernel = nearestModelKernel(real.kernel);
+  const hostThp = readHostThp();
+  const model = executeScenario(modelScenario(scenario, guestKernel, hostKernel, hostThp));
+  const snapshots: Record<string, SnapshotComparison> = {};
+  for (const realSnapshot of real.run.snapshots) {
+    const modelSnapshot = model.result.snapshots.find((each) => each.name === realSnapshot.name);
+    const verdicts =
+      modelSnapshot === undefined
+        ? []
+        : compareSnapshot(modelSnapshot, realSnapshot, scenario.guest.memoryBytes);
+    snapshots[realSnapshot.name] = {
+      model: modelSnapshot,
+      real: realSnapshot,
+      verdicts,
+      notMeasured: NOT_MEASURED,
+    };
+  }
+  return {
+    scenario,
+    real: {
+      qemu: real.qemu,
+      kernel: real.kernel,
+      hostKernel: hostKernelRelease,
+      accel: "tcg",
+      hostThp,
+      hostKnobs: real.knobs,
+      wallMs: real.wallMs,
+      stepMs: real.run.stepMs,
+      log: real.run.log,
+    },
+    model: {
+      guestKernel,
+      hostKernel,
+      note: `host kernel ${hostKernelRelease} modelled as ${hostKernel}`,
+    },
+    snapshots,
+  };
+}
+
+function printSummary(validation: ReturnType<typeof validationJson>): void {
+  const out = process.stdout;
+  for (const [name, snapshot] of Object.entries(validation.snapshots)) {
+    out.write(`snapshot ${name}\n`);
+    for (const v of snapshot.verdicts) {
+      const line =
+        `  ${v.quantity.padEnd(30)} model ${String(v.model).padStart(10)}  ` +
+        `real ${String(v.real).padStart(10)}  ` +
+        `tol ${Math.round(v.tolerance)} ${v.unit}  ${v.verdict}`;
+      out.write(`${line}\n`);
+    }
+  }
+}
+
+export function registerValidateCommand(program: Command): void {
+  program
+    .command("validate")
+    .description("run a scenario on a real Linux guest under QEMU and in the model; compare")
+    .argument("[scenario]", "scenario file (YAML); omitted with --install to only install")
+    .option("--install", "install what the real side needs (apt) and fetch the guest kernel")
+    .option("--out <dir>", "output directory (default: balloonlab-out/validate-<name>)")
+    .option("--set <path=value>", "override a scenario value (repeatable)", collect, [] as string[])
+    .action(async (file, options) => {
+      const scenario = file === undefined ? undefined : loadScenarioFile(file, options.set);
+      if (scenario !== undefined && file !== undefined) checkRealSteps(scenario, file);
+      const kernel = options.install === true ? installPrerequisites() : checkPrerequisites();
+      if (scenario === undefined || file === undefined) {
+        process.stdout.write(`validate: ready (guest kernel ${kernel.release})\n`);
+        return;
+      }
+      const real = await runRealSide(scenario, kernel);
+      const validation = validationJson(scenario, real);
+      const dir =
+        options.out ?? join("balloonlab-out", `validate-${scenario.name || basename(file)}`);
+      writeJsonAtomic(join(dir, "validation.json"), validation);
+      printSummary(validation);
+      process.stdout.write(`wrote ${join(dir, "validation.json")} (real side ${real.wallMs} ms)\n`);
+    });
+}

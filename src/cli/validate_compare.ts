@@ -1,0 +1,209 @@
+// `balloonlab validate` (issue #5): the model side and the comparison. The model runs the same
+// scenario with the real guest's kernel version, the host kernel mapped from `uname -r` to the
+// nearest version the model has, and the host's real THP settings; each snapshot then gets one
+// verdict per compared quantity against a stated tolerance (docs/validation.md).
+
+import { readFileSync } from "node:fs";
+import type { ResultSnapshotJson } from "../sim/result_json.ts";
+import type { Scenario, ScenarioHost } from "../sim/scenario.ts";
+
+export const MODEL_KERNELS = ["5.6", "6.1", "6.18"] as const;
+export type ModelKernel = (typeof MODEL_KERNELS)[number];
+
+function versionNumber(text: string): number | undefined {
+  const match = /^(\d+)\.(\d+)/.exec(text);
+  return match ? Number(match[1]) * 1000 + Number(match[2]) : undefined;
+}
+
+/** The model's version nearest to a kernel release ("6.18.44-fc" -> "6.18"). */
+export function nearestModelKernel(release: string): ModelKernel {
+  const wanted = versionNumber(release);
+  if (wanted === undefined) return "6.18";
+  let best: ModelKernel = MODEL_KERNELS[0];
+  for (const kernel of MODEL_KERNELS) {
+    const distance = Math.abs(versionNumber(kernel)! - wanted);
+    if (distance < Math.abs(versionNumber(best)! - wanted)) best = kernel;
+  }
+  return best;
+}
+
+/** The bracketed value of a sysfs choice file: "always [madvise] never" -> "madvise". */
+export function sysfsChoice(path: string): string | undefined {
+  try {
+    return /\[(\S+)\]/.exec(readFileSync(path, "utf8"))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export interface HostThp {
+  readonly enabled: string | undefined;
+  readonly defrag: string | undefined;
+  readonly shmemEnabled: string | undefined;
+}
+
+export function readHostThp(): HostThp {
+  const dir = "/sys/kernel/mm/transparent_hugepage";
+  return {
+    enabled: sysfsChoice(`${dir}/enabled`),
+    defrag: sysfsChoice(`${dir}/defrag`),
+    shmemEnabled: sysfsChoice(`${dir}/shmem_enabled`),
+  };
+}
+
+/** The scenario as the model runs it beside the real guest. */
+export function modelScenario(
+  scenario: Scenario,
+  guestKernel: ModelKernel,
+  hostKernel: ModelKernel,
+  thp: HostThp,
+): Scenario {
+  const hostThp = { ...scenario.host.thp };
+  if (thp.enabled !== undefined) hostThp.enabled = thp.enabled as ScenarioHost["thp"]["enabled"];
+  if (thp.defrag !== undefined) hostThp.defrag = thp.defrag as ScenarioHost["thp"]["defrag"];
+  if (thp.shmemEnabled !== undefined) {
+    hostThp.shmemEnabled = thp.shmemEnabled as ScenarioHost["thp"]["shmemEnabled"];
+  }
+  return {
+    ...scenario,
+    guest: { ...scenario.guest, kernel: guestKernel },
+    host: { ...scenario.host, kernel: hostKernel, thp: hostThp },
+  };
+}
+
+export interface Verdict {
+  readonly quantity: string;
+  readonly unit: string;
+  readonly model: number;
+  readonly real: number;
+  readonly difference: number;
+  readonly tolerance: number;
+  /** "pass" | "fail", or "info" when no verdict is given (a noisy or unmeasured figure). */
+  readonly verdict: "pass" | "fail" | "info";
+  readonly note?: string;
+}
+
+function verdict(
+  quantity: string,
+  unit: string,
+  model: number,
+  real: number,
+  tolerance: number,
+  note?: string,
+): Verdict {
+  const difference = real - model;
+  const pass = Math.abs(difference) <= tolerance ? "pass" : "fail";
+  const result = note?.startsWith("info") ? "info" : pass;
+  return { quantity, unit, model, real, difference, tolerance, verdict: result, note };
+}
+
+/** Free memory per order, kB, over all zones. */
+function freeByOrder(buddyinfo: Record<string, number[]>): number[] {
+  const orders = Array.from({ length: 11 }, () => 0);
+  for (const counts of Object.values(buddyinfo)) {
+    counts.forEach((count, order) => {
+      if (order < orders.length) orders[order]! += count * 4 * 2 ** order;
+    });
+  }
+  return orders;
+}
+
+/** Default tolerances, as fractions of guest RAM (documented in docs/validation.md). */
+export const TOLERANCES = {
+  resident: 0.05,
+  thp: 0.05,
+  blocks: 0.05,
+  guestFree: 0.05,
+  order: 0.05,
+  balloon: 0.01,
+};
+
+export function compareSnapshot(
+  model: ResultSnapshotJson,
+  real: ResultSnapshotJson,
+  ramBytes: number,
+): Verdict[] {
+  const ram_kB = ramBytes / 1024;
+  const blocks = ramBytes / (2 * 2 ** 20);
+  const m = model.host;
+  const r = real.host;
+  const verdicts = [
+    verdict(
+      "host.ramResident_kB",
+      "kB",
+      m.ramResident_kB,
+      r.ramResident_kB,
+      TOLERANCES.resident * ram_kB,
+    ),
+    verdict(
+      "host.ramAllocated_kB",
+      "kB",
+      m.ramAllocated_kB,
+      r.ramAllocated_kB,
+      0.1 * ram_kB,
+      "info: real value is estimated from host MemFree (noisy)",
+    ),
+    verdict("host.ramThp_kB", "kB", m.ramThp_kB, r.ramThp_kB, TOLERANCES.thp * ram_kB),
+  ];
+  verdicts.push(
+    ...(["fullBlocks", "partialBlocks", "emptyBlocks"] as const).map((key) =>
+      verdict(
+        `host.residency.${key}`,
+        "blocks",
+        m.residency[key],
+        r.residency[key],
+        TOLERANCES.blocks * blocks,
+      ),
+    ),
+  );
+  const memFree = (s: ResultSnapshotJson): number => s.guest.meminfo_kB.MemFree ?? 0;
+  verdicts.push(
+    verdict(
+      "guest.meminfo_kB.MemFree",
+      "kB",
+      memFree(model),
+      memFree(real),
+      TOLERANCES.guestFree * ram_kB,
+    ),
+  );
+  const modelOrders = freeByOrder(model.guest.buddyinfo);
+  const realOrders = freeByOrder(real.guest.buddyinfo);
+  modelOrders.forEach((value, order) => {
+    verdicts.push(
+      verdict(
+        `guest.freeKbAtOrder${order}`,
+        "kB",
+        value,
+        realOrders[order] ?? 0,
+        TOLERANCES.order * ram_kB,
+      ),
+    );
+  });
+  const mb = model.balloon;
+  const rb = real.balloon;
+  verdicts.push(
+    verdict(
+      "balloon.logicalSizeMiB",
+      "MiB",
+      mb.logicalSizeMiB,
+      rb.logicalSizeMiB,
+      (TOLERANCES.balloon * ramBytes) / 2 ** 20,
+    ),
+    verdict(
+      "balloon.pagesInflated",
+      "pages",
+      mb.pagesInflated,
+      rb.pagesInflated,
+      (TOLERANCES.balloon * ramBytes) / 4096,
+    ),
+    verdict(
+      "time.simTimeMs",
+      "ms",
+      model.simTimeMs,
+      real.simTimeMs,
+      0,
+      "info: time under TCG has no verdict",
+    ),
+  );
+  return verdicts;
+}

@@ -1,0 +1,187 @@
+// `balloonlab validate` (issue #5): a scenario performed on a real guest. The host walks the
+// steps in order: guest steps become workload commands on ttyS1 (validate/guest/workload.c),
+// `balloon` is QMP `balloon` followed by polling `query-balloon` until the guest reaches the
+// target or stops moving, `wait` is real time, and `snapshot` reads the guest's /proc files and
+// QEMU's smaps and pagemap. Steps the real side cannot do yet are refused before QEMU starts.
+
+import { readFileSync } from "node:fs";
+import { InputError } from "../core/input_error.ts";
+import type { ResultSnapshotJson } from "../sim/result_json.ts";
+import type { Scenario, ScenarioStep } from "../sim/scenario.ts";
+import { measureHost, parseMeminfo } from "./validate_host_measure.ts";
+import { realSnapshotJson } from "./validate_snapshot.ts";
+import type { RunningVm } from "./validate_vm.ts";
+
+/** Step kinds the real side performs. */
+export const REAL_STEPS: ReadonlySet<ScenarioStep["kind"]> = new Set([
+  "touch",
+  "memhog",
+  "free",
+  "compact",
+  "balloon",
+  "wait",
+  "snapshot",
+]);
+
+export function checkRealSteps(scenario: Scenario, file: string): void {
+  scenario.steps.forEach((step, index) => {
+    if (REAL_STEPS.has(step.kind)) return;
+    throw new InputError({
+      file,
+      field: `steps[${index}].${step.kind}`,
+      message: `validate cannot perform "${step.kind}" on a real guest yet (it does: ${[
+        ...REAL_STEPS,
+      ].join(", ")})`,
+    });
+  });
+  if (scenario.balloon.device !== "virtio-balloon" || scenario.balloon.policy !== "linux-4k") {
+    throw new InputError({
+      file,
+      field: "balloon",
+      message: "a real guest has Linux's own balloon: device virtio-balloon, policy linux-4k",
+    });
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface RunState {
+  readonly vm: RunningVm;
+  readonly scenario: Scenario;
+  readonly startedMs: number;
+  /** Host MemFree (kB) before QEMU started, for the allocated estimate. */
+  readonly memFreeBefore_kB: number;
+  targetBytes: number;
+  balloonTimeMs: number;
+  readonly log: string[];
+}
+
+async function balloonActual(vm: RunningVm): Promise<number> {
+  const reply = (await vm.qmp.execute("query-balloon")) as { actual: number };
+  return reply.actual;
+}
+
+/** QMP balloon, then query-balloon until at the target or unchanged for 5 s (max 5 min). */
+async function balloonStep(state: RunState, targetBytes: number): Promise<void> {
+  const started = Date.now();
+  state.targetBytes = targetBytes;
+  await state.vm.qmp.execute("balloon", { value: targetBytes });
+  let last = await balloonActual(state.vm);
+  let lastChange = Date.now();
+  while (last !== targetBytes && Date.now() - lastChange < 5000 && Date.now() - started < 300_000) {
+    await sleep(250);
+    const actual = await balloonActual(state.vm);
+    if (actual !== last) lastChange = Date.now();
+    last = actual;
+  }
+  state.balloonTimeMs += Date.now() - started;
+  state.log.push(`balloon ${targetBytes}: actual ${last} after ${Date.now() - started} ms`);
+}
+
+async function snapshotStep(state: RunState, name: string): Promise<ResultSnapshotJson> {
+  const { vm, scenario } = state;
+  const guestFiles = await vm.guest.command("snapshot", 120_000);
+  const ramBytes = scenario.guest.memoryBytes;
+  const host = measureHost(vm.pid, ramBytes);
+  const ramRss_kB = host.mapping.fields.Rss ?? 0;
+  const qemuOwn_kB = host.qemuRss_kB - ramRss_kB;
+  const memFree_kB = host.meminfo.MemFree ?? 0;
+  const allocated_kB = Math.max(0, state.memFreeBefore_kB - memFree_kB - qemuOwn_kB);
+  return realSnapshotJson({
+    name,
+    elapsedMs: Date.now() - state.startedMs,
+    guestFiles,
+    host,
+    allocated_kB,
+    ramBytes,
+    balloonActualBytes: await balloonActual(vm),
+    balloonTargetBytes: state.targetBytes,
+    balloonTimeMs: state.balloonTimeMs,
+  });
+}
+
+/** Commands that apply the scenario's guest settings (init_on_alloc is on the command line). */
+export function guestSettingCommands(scenario: Scenario): string[] {
+  const thp = "/sys/kernel/mm/transparent_hugepage";
+  const commands = [
+    `write ${thp}/enabled ${scenario.guest.thp.enabled}`,
+    `write ${thp}/defrag ${scenario.guest.thp.defrag}`,
+  ];
+  if (scenario.balloon.freePageReporting.enabled) {
+    const order = scenario.balloon.freePageReporting.order;
+    commands.push(`write /sys/module/page_reporting/parameters/page_reporting_order ${order}`);
+  }
+  return commands;
+}
+
+async function runStep(state: RunState, step: ScenarioStep, out: ResultSnapshotJson[]) {
+  const guest = state.vm.guest;
+  const minute = 600_000;
+  switch (step.kind) {
+    case "touch":
+      await guest.command(`touch ${step.sizeBytes} ${step.free ? 1 : 0}`, minute);
+      return;
+    case "memhog":
+      await guest.command(
+        `memhog ${step.id} ${step.sizeBytes} ${step.thp ? 1 : 0} ${step.keepEvery}`,
+        minute,
+      );
+      return;
+    case "free":
+      await guest.command(`free ${step.id}`, minute);
+      return;
+    case "compact":
+      await guest.command("compact", minute);
+      return;
+    case "balloon":
+      await balloonStep(state, step.targetBytes);
+      return;
+    case "wait":
+      await sleep(step.durationMs);
+      return;
+    case "snapshot":
+      out.push(await snapshotStep(state, step.name));
+      return;
+    default:
+      throw new Error(`validate: step ${step.kind} is not performed on a real guest`);
+  }
+}
+
+export interface RealRun {
+  readonly snapshots: ResultSnapshotJson[];
+  readonly log: string[];
+  readonly stepMs: number[];
+}
+
+export function hostMemFree_kB(): number {
+  return parseMeminfo(readFileSync("/proc/meminfo", "utf8")).MemFree ?? 0;
+}
+
+/** Performs the scenario's steps on a started guest. */
+export async function runRealScenario(
+  vm: RunningVm,
+  scenario: Scenario,
+  memFreeBefore_kB: number,
+): Promise<RealRun> {
+  const state: RunState = {
+    vm,
+    scenario,
+    startedMs: Date.now(),
+    memFreeBefore_kB,
+    targetBytes: scenario.guest.memoryBytes,
+    balloonTimeMs: 0,
+    log: [],
+  };
+  for (const command of guestSettingCommands(scenario)) {
+    await vm.guest.command(command, 60_000);
+  }
+  const snapshots: ResultSnapshotJson[] = [];
+  const stepMs: number[] = [];
+  for (const step of scenario.steps) {
+    const started = Date.now();
+    await runStep(state, step, snapshots);
+    stepMs.push(Date.now() - started);
+    process.stderr.write(`validate: ${step.kind} ${Date.now() - started} ms\n`);
+  }
+  return { snapshots, log: state.log, stepMs };
+}

@@ -1,0 +1,182 @@
+// `balloonlab validate` (issue #5): one QEMU guest for a scenario, and the host knobs it needs.
+// QEMU gets the scenario's backing as the machine's memory backend, a virtio-balloon-pci with
+// free page reporting as the scenario says, the guest kernel and initramfs, ttyS0 (the kernel
+// console) to a log file, ttyS1 (the workload's command channel) and QMP as unix sockets this
+// process listens on. QEMU never outlives the command: it runs under `setpriv --pdeathsig KILL`
+// and is killed on exit, SIGINT, SIGTERM and errors; host knobs (a huge=always tmpfs mount,
+// hugetlb pages reserved) are undone the same way.
+
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Scenario } from "../sim/scenario.ts";
+import type { GuestKernel } from "./validate_prereqs.ts";
+import { GuestChannel, QmpClient, SocketListener } from "./validate_qmp.ts";
+
+const MiB = 2 ** 20;
+
+/** Undo actions for host changes, run once, last first; also on exit and on signals. */
+export class HostKnobs {
+  private readonly undo: Array<{ what: string; action: () => void }> = [];
+  readonly log: string[] = [];
+
+  add(what: string, action: () => void): void {
+    this.undo.push({ what, action });
+    this.log.push(what);
+  }
+
+  /** Writes a /proc or /sys file and remembers its old value. */
+  writeFile(path: string, value: string): void {
+    const old = readFileSync(path, "utf8").trim();
+    writeFileSync(path, value);
+    this.add(`${path}: ${old} -> ${value}`, () => writeFileSync(path, old));
+  }
+
+  restore(): void {
+    for (const { what, action } of this.undo.splice(0).reverse()) {
+      try {
+        action();
+      } catch (error) {
+        process.stderr.write(`validate: could not undo ${what}: ${String(error)}\n`);
+      }
+    }
+  }
+}
+
+/** umount, retried for up to 5 s while QEMU's last references go away, then lazily. */
+function unmount(mount: string): void {
+  for (let waited = 0; waited < 5000; waited += 100) {
+    try {
+      execFileSync("umount", [mount], { stdio: "ignore" });
+      return;
+    } catch {
+      sleepSync(100);
+    }
+  }
+  execFileSync("umount", ["-l", mount]);
+}
+
+/** The -object for guest RAM, with the host setup its backing needs. */
+export function backendObject(scenario: Scenario, workDir: string, knobs: HostKnobs): string {
+  const size = `size=${scenario.guest.memoryBytes / MiB}M`;
+  switch (scenario.host.backing) {
+    case "anon":
+      return `memory-backend-ram,id=ram0,${size}`;
+    case "memfd":
+      return `memory-backend-memfd,id=ram0,${size},share=on`;
+    case "tmpfs-huge": {
+      const mount = join(workDir, "huge-tmpfs");
+      mkdirSync(mount, { recursive: true });
+      execFileSync("mount", ["-t", "tmpfs", "-o", "huge=always", "balloonlab-validate", mount]);
+      knobs.add(`tmpfs huge=always mounted on ${mount}`, () => unmount(mount));
+      return `memory-backend-file,id=ram0,${size},mem-path=${join(mount, "guest-ram")},share=on`;
+    }
+    case "hugetlbfs": {
+      const path = "/proc/sys/vm/nr_hugepages";
+      const pages = scenario.guest.memoryBytes / (2 * MiB);
+      const old = Number(readFileSync(path, "utf8").trim());
+      knobs.writeFile(path, String(old + pages));
+      return `memory-backend-memfd,id=ram0,${size},hugetlb=on,hugetlbsize=2M,share=on`;
+    }
+  }
+}
+
+export function qemuArgs(
+  scenario: Scenario,
+  kernel: GuestKernel,
+  files: { initramfs: string; workDir: string; backend: string },
+): string[] {
+  const { guest, balloon } = scenario;
+  const reporting = balloon.freePageReporting.enabled ? "on" : "off";
+  const append = [
+    "console=ttyS0",
+    "panic=-1",
+    `init_on_alloc=${guest.initOnAlloc ? 1 : 0}`,
+    "quiet",
+  ].join(" ");
+  return [
+    ...["-machine", `${guest.machine},memory-backend=ram0`, "-accel", "tcg,tb-size=256"],
+    ...["-m", `${guest.memoryBytes / MiB}M`, "-smp", String(guest.cpus)],
+    ...["-object", files.backend, "-nographic", "-vga", "none", "-net", "none", "-no-reboot"],
+    ...["-kernel", kernel.vmlinuz, "-initrd", files.initramfs, "-append", append],
+    ...["-chardev", `file,id=console,path=${join(files.workDir, "console.log")}`],
+    ...["-serial", "chardev:console"],
+    ...["-chardev", `socket,id=ctl,path=${join(files.workDir, "ctl.sock")}`],
+    ...["-serial", "chardev:ctl"],
+    ...["-chardev", `socket,id=qmp,path=${join(files.workDir, "qmp.sock")}`],
+    ...["-mon", "chardev=qmp,mode=control", "-monitor", "none"],
+    ...["-device", `virtio-balloon-pci,id=balloon0,free-page-reporting=${reporting}`],
+  ];
+}
+
+export interface RunningVm {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  readonly qmp: QmpClient;
+  readonly guest: GuestChannel;
+  readonly guestRelease: string;
+  readonly stderr: string[];
+  stop(): void;
+}
+
+/** Sleeps synchronously (usable in exit and signal handlers). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Whether `pid` is gone or a zombie (its memory and files released). */
+function released(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Kills QEMU with SIGKILL if it is still running and waits (up to 5 s, synchronously) until it
+ * has released guest RAM and its files, so that a tmpfs under it can be unmounted.
+ */
+function kill(child: ChildProcess): void {
+  const ended = typeof child.exitCode === "number" || typeof child.signalCode === "string";
+  if (ended || child.pid === undefined) return;
+  child.kill("SIGKILL");
+  for (let waited = 0; waited < 5000 && !released(child.pid); waited += 20) sleepSync(20);
+}
+
+/** Starts QEMU, waits for QMP and the workload's HELLO; kills QEMU on any failure. */
+export async function startVm(args: readonly string[], workDir: string): Promise<RunningVm> {
+  const ctl = await SocketListener.listen(join(workDir, "ctl.sock"));
+  const qmpListener = await SocketListener.listen(join(workDir, "qmp.sock"));
+  const pdeath = existsSync("/usr/bin/setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
+  const command = [...pdeath, "qemu-system-x86_64", ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+  const stderr: string[] = [];
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
+  const onExit = (): void => kill(child);
+  process.on("exit", onExit);
+  const exited = new Promise<never>((_, reject) => {
+    child.on("exit", (code, signal) => {
+      reject(new Error(`QEMU exited (${signal ?? code}): ${stderr.join("").trim()}`));
+    });
+  });
+  exited.catch(() => undefined);
+  const stop = (): void => {
+    kill(child);
+    process.off("exit", onExit);
+    ctl.close();
+    qmpListener.close();
+  };
+  try {
+    const guestSocket = await Promise.race([ctl.accept(30_000, "serial"), exited]);
+    const qmpSocket = await Promise.race([qmpListener.accept(30_000, "QMP"), exited]);
+    const qmp = new QmpClient(qmpSocket);
+    await Promise.race([qmp.handshake(30_000), exited]);
+    const guest = new GuestChannel(guestSocket);
+    const guestRelease = await Promise.race([guest.hello(180_000), exited]);
+    return { process: child, pid: child.pid!, qmp, guest, guestRelease, stderr, stop };
+  } catch (error) {
+    stop();
+    throw error;
+  }
+}

@@ -1,0 +1,234 @@
+/*
+ * balloonlab validate: the guest-side workload (issue #5). Built at run time with
+ * `gcc -static -O2` and started by the initramfs's /init as the guest's last process.
+ *
+ * It is a command interpreter on a serial port (the guest's /dev/ttyS1, a unix socket on the
+ * host): the host sends one command per line, the workload performs it in the guest and answers
+ * with any data lines followed by `BLV OK <command>` or `BLV ERR <command>: <reason>`. The host
+ * drives the scenario's order and does the host-side steps (balloon over QMP, waits) itself.
+ *
+ *   write PATH VALUE           write VALUE to a sysfs/procfs file
+ *   memhog ID BYTES THP KEEP   mmap anonymous memory (2 MiB aligned), MADV_HUGEPAGE when THP is
+ *                              1 else MADV_NOHUGEPAGE, write every 4 KiB page, then
+ *                              MADV_DONTNEED every page i with (i + 1) % KEEP != 0 (usemem's
+ *                              --punch-holes, as src/guest/anon.ts); kept until `free`
+ *   free ID|all                munmap a memhog (or all of them)
+ *   touch BYTES FREE           write a tmpfs file of BYTES in /mnt/touch, deleted when FREE is 1
+ *   compact                    echo 1 > /proc/sys/vm/compact_memory
+ *   cat PATH NAME              the file between `BLV BEGIN NAME` and `BLV END NAME`
+ *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat and /proc/meminfo
+ *   poweroff                   sync and power the guest off
+ *
+ * At start it prints `BLV HELLO <release>` and waits for commands.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/reboot.h>
+#include <sys/utsname.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define PAGE 4096UL
+#define HUGE (2UL * 1024 * 1024)
+#define MAX_HOGS 64
+#define LINE_MAX_LEN 4096
+
+struct hog {
+  char id[128];
+  char *base;
+  size_t length;
+};
+
+static struct hog hogs[MAX_HOGS];
+static int port = -1;
+static unsigned touch_count;
+
+static void out(const char *format, ...) {
+  char buffer[LINE_MAX_LEN + 256];
+  va_list args;
+  va_start(args, format);
+  int length = vsnprintf(buffer, sizeof buffer, format, args);
+  va_end(args);
+  if (length < 0) return;
+  if ((size_t)length > sizeof buffer) length = sizeof buffer;
+  for (int done = 0; done < length;) {
+    ssize_t written = write(port, buffer + done, (size_t)(length - done));
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return;
+    done += (int)written;
+  }
+}
+
+static int read_line(char *line, size_t size) {
+  size_t used = 0;
+  for (;;) {
+    char c;
+    ssize_t got = read(port, &c, 1);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -1;
+    if (c == '\r') continue;
+    if (c == '\n') break;
+    if (used + 1 < size) line[used++] = c;
+  }
+  line[used] = '\0';
+  return 0;
+}
+
+static int write_file(const char *path, const char *value) {
+  int fd = open(path, O_WRONLY);
+  if (fd < 0) return -errno;
+  ssize_t written = write(fd, value, strlen(value));
+  int error = written < 0 ? -errno : 0;
+  close(fd);
+  return error;
+}
+
+static int cat_file(const char *path, const char *name) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -errno;
+  out("BLV BEGIN %s\n", name);
+  char buffer[8192];
+  ssize_t got;
+  while ((got = read(fd, buffer, sizeof buffer)) > 0) {
+    for (ssize_t done = 0; done < got;) {
+      ssize_t written = write(port, buffer + done, (size_t)(got - done));
+      if (written <= 0) break;
+      done += written;
+    }
+  }
+  close(fd);
+  out("BLV END %s\n", name);
+  return 0;
+}
+
+static struct hog *find_hog(const char *id) {
+  for (int i = 0; i < MAX_HOGS; i++) {
+    if (hogs[i].base != NULL && strcmp(hogs[i].id, id) == 0) return &hogs[i];
+  }
+  return NULL;
+}
+
+static int memhog(const char *id, size_t bytes, int thp, size_t keep) {
+  struct hog *slot = NULL;
+  for (int i = 0; i < MAX_HOGS && slot == NULL; i++) {
+    if (hogs[i].base == NULL) slot = &hogs[i];
+  }
+  if (slot == NULL || find_hog(id) != NULL || keep == 0) return -EINVAL;
+  size_t length = (bytes + PAGE - 1) / PAGE * PAGE;
+  char *raw = mmap(NULL, length + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (raw == MAP_FAILED) return -errno;
+  char *base = (char *)(((unsigned long)raw + HUGE - 1) & ~(HUGE - 1));
+  if (base > raw) munmap(raw, (size_t)(base - raw));
+  size_t tail = (size_t)(raw + length + HUGE - (base + length));
+  if (tail > 0) munmap(base + length, tail);
+  madvise(base, length, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  for (size_t offset = 0; offset < length; offset += PAGE) base[offset] = 1;
+  if (keep > 1) {
+    for (size_t index = 0; index < length / PAGE; index++) {
+      if ((index + 1) % keep == 0) continue;
+      madvise(base + index * PAGE, PAGE, MADV_DONTNEED);
+    }
+  }
+  snprintf(slot->id, sizeof slot->id, "%s", id);
+  slot->base = base;
+  slot->length = length;
+  return 0;
+}
+
+static int free_hog(const char *id) {
+  int freed = 0;
+  for (int i = 0; i < MAX_HOGS; i++) {
+    if (hogs[i].base == NULL) continue;
+    if (strcmp(id, "all") != 0 && strcmp(hogs[i].id, id) != 0) continue;
+    munmap(hogs[i].base, hogs[i].length);
+    hogs[i].base = NULL;
+    freed++;
+  }
+  return freed > 0 || strcmp(id, "all") == 0 ? 0 : -ENOENT;
+}
+
+static int touch(size_t bytes, int free_after) {
+  char path[64];
+  snprintf(path, sizeof path, "/mnt/touch/touch-%u", touch_count++);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return -errno;
+  static char chunk[1 << 20];
+  memset(chunk, 0x5a, sizeof chunk);
+  int error = 0;
+  for (size_t done = 0; done < bytes && error == 0;) {
+    size_t want = bytes - done < sizeof chunk ? bytes - done : sizeof chunk;
+    ssize_t written = write(fd, chunk, want);
+    if (written <= 0) error = written < 0 ? -errno : -ENOSPC;
+    else done += (size_t)written;
+  }
+  close(fd);
+  if (free_after) unlink(path);
+  return error;
+}
+
+static int snapshot(void) {
+  int error = cat_file("/proc/buddyinfo", "buddyinfo");
+  if (error == 0) error = cat_file("/proc/vmstat", "vmstat");
+  if (error == 0) error = cat_file("/proc/meminfo", "meminfo");
+  return error;
+}
+
+static int run(char *line) {
+  char *save = NULL;
+  char *verb = strtok_r(line, " ", &save);
+  char *a = strtok_r(NULL, " ", &save);
+  char *b = strtok_r(NULL, " ", &save);
+  char *c = strtok_r(NULL, " ", &save);
+  char *d = strtok_r(NULL, " ", &save);
+  if (verb == NULL) return -EINVAL;
+  if (strcmp(verb, "write") == 0 && a && b) return write_file(a, b);
+  if (strcmp(verb, "memhog") == 0 && a && b && c && d)
+    return memhog(a, strtoull(b, NULL, 10), atoi(c), strtoull(d, NULL, 10));
+  if (strcmp(verb, "free") == 0 && a) return free_hog(a);
+  if (strcmp(verb, "touch") == 0 && a && b) return touch(strtoull(a, NULL, 10), atoi(b));
+  if (strcmp(verb, "compact") == 0) return write_file("/proc/sys/vm/compact_memory", "1");
+  if (strcmp(verb, "cat") == 0 && a && b) return cat_file(a, b);
+  if (strcmp(verb, "snapshot") == 0) return snapshot();
+  if (strcmp(verb, "poweroff") == 0) {
+    out("BLV OK poweroff\n");
+    sync();
+    reboot(RB_POWER_OFF);
+  }
+  return -EINVAL;
+}
+
+int main(int argc, char **argv) {
+  const char *device = argc > 1 ? argv[1] : "/dev/ttyS1";
+  port = open(device, O_RDWR | O_NOCTTY);
+  if (port < 0) {
+    perror(device);
+    return 1;
+  }
+  struct termios mode;
+  if (tcgetattr(port, &mode) == 0) {
+    cfmakeraw(&mode);
+    cfsetispeed(&mode, B115200);
+    cfsetospeed(&mode, B115200);
+    tcsetattr(port, TCSANOW, &mode);
+  }
+  struct utsname name;
+  uname(&name);
+  out("BLV HELLO %s\n", name.release);
+  char line[LINE_MAX_LEN];
+  char command[LINE_MAX_LEN];
+  while (read_line(line, sizeof line) == 0) {
+    if (line[0] == '\0') continue;
+    snprintf(command, sizeof command, "%s", line);
+    int error = run(line);
+    if (error == 0) out("BLV OK %s\n", command);
+    else out("BLV ERR %s: %s\n", command, strerror(-error));
+  }
+  return 0;
+}
