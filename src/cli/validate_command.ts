@@ -1,12 +1,14 @@
-// `balloonlab validate SCENARIO` (issue #5): the scenario twice, on a real Linux guest under
-// QEMU (TCG) and in the model, side by side in DIR/validation.json. `--install` installs what
-// the real side needs (validate_prereqs.ts); without it, a missing piece is reported (exit 2).
+// `balloonlab validate SCENARIO|DIR` (issue #5): the scenario twice, on a real Linux guest under
+// QEMU (TCG) and in the model, side by side in DIR/validation.json and validation.html (a
+// directory of scenarios: each in turn, then a summary, validate_suite.ts). `--install`
+// installs what the real side needs (validate_prereqs.ts); without it, a missing piece is
+// reported (exit 2).
 // The flow: prerequisites, initramfs (validate_initramfs.ts), QEMU with host knobs
 // (validate_vm.ts), the steps on the real guest (validate_real_run.ts), the model run and the
 // verdicts (validate_compare.ts).
 
 import { mkdtempSync, rmSync } from "node:fs";
-import { release, tmpdir } from "node:os";
+import { cpus, hostname, release, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { Command } from "@commander-js/extra-typings";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
@@ -31,7 +33,16 @@ import {
   runRealScenario,
 } from "./validate_real_run.ts";
 import { NOT_MEASURED } from "./validate_snapshot.ts";
+import {
+  isDirectory,
+  type SuiteRow,
+  scenarioFiles,
+  suiteEntryName,
+  suiteRow,
+  suiteTable,
+} from "./validate_suite.ts";
 import { backendObject, HostKnobs, qemuArgs, type RunningVm, startVm } from "./validate_vm.ts";
+import { writeValidationHtml } from "./validation_report.ts";
 
 export interface RealSide {
   readonly run: RealRun;
@@ -68,9 +79,10 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
     process.stderr.write(
       `validate: guest ${vm.guestRelease} up after ${Date.now() - started} ms\n`,
     );
+    // Asked before the steps: after `poweroff` QEMU (-no-reboot) is gone and cannot answer.
+    const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
     const run = await runRealScenario(vm, scenario, memFreeBefore);
     await vm.guest.command("poweroff", 10_000).catch(() => undefined);
-    const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
     return {
       run,
       qemu: describeQemu(qemu),
@@ -156,15 +168,67 @@ function printSummary(validation: ReturnType<typeof validationJson>): void {
   }
 }
 
+interface ValidateOptions {
+  readonly set: string[];
+  readonly out?: string;
+}
+
+/** One scenario end to end: validation.json and validation.html in `dir`. */
+async function validateFile(file: string, dir: string, set: string[], kernel: GuestKernel) {
+  const scenario = loadScenarioFile(file, set);
+  const real = await runRealSide(scenario, kernel);
+  const validation = validationJson(scenario, real);
+  writeJsonAtomic(join(dir, "validation.json"), validation);
+  const html = writeValidationHtml(dir, validation);
+  printSummary(validation);
+  process.stdout.write(
+    `wrote ${join(dir, "validation.json")} and ${html} (real side ${real.wallMs} ms)\n`,
+  );
+  return { scenario, validation, wallMs: real.wallMs };
+}
+
+/** Every scenario of a directory, one sub-directory each, then summary.json and a table. */
+async function validateDirectory(dir: string, options: ValidateOptions, kernel: GuestKernel) {
+  const files = scenarioFiles(dir);
+  for (const file of files) checkRealSteps(loadScenarioFile(file, options.set), file);
+  const out = options.out ?? join("balloonlab-out", `validate-${basename(dir)}`);
+  const rows: SuiteRow[] = [];
+  for (const file of files) {
+    const name = suiteEntryName(file);
+    process.stderr.write(`validate: ${name} (${rows.length + 1}/${files.length})\n`);
+    const { scenario, validation, wallMs } = await validateFile(
+      file,
+      join(out, name),
+      options.set,
+      kernel,
+    );
+    const settings = {
+      backing: scenario.host.backing,
+      freePageReporting: scenario.balloon.freePageReporting.enabled,
+      guestBytes: scenario.guest.memoryBytes,
+      wallMs,
+    };
+    rows.push(suiteRow(name, settings, validation.snapshots));
+  }
+  const real = { hostKernel: release(), machine: `${hostname()} (${cpus()[0]?.model ?? "?"})` };
+  writeJsonAtomic(join(out, "summary.json"), { date: new Date().toISOString(), real, rows });
+  process.stdout.write(`\n${suiteTable(rows)}\nwrote ${join(out, "summary.json")}\n`);
+}
+
 export function registerValidateCommand(program: Command): void {
   program
     .command("validate")
     .description("run a scenario on a real Linux guest under QEMU and in the model; compare")
-    .argument("[scenario]", "scenario file (YAML); omitted with --install to only install")
+    .argument("[scenario]", "scenario file (YAML) or a directory of them; omit with --install")
     .option("--install", "install what the real side needs (apt) and fetch the guest kernel")
     .option("--out <dir>", "output directory (default: balloonlab-out/validate-<name>)")
     .option("--set <path=value>", "override a scenario value (repeatable)", collect, [] as string[])
     .action(async (file, options) => {
+      if (file !== undefined && isDirectory(file)) {
+        const kernel = options.install === true ? installPrerequisites() : checkPrerequisites();
+        await validateDirectory(file, options, kernel);
+        return;
+      }
       const scenario = file === undefined ? undefined : loadScenarioFile(file, options.set);
       if (scenario !== undefined && file !== undefined) checkRealSteps(scenario, file);
       const kernel = options.install === true ? installPrerequisites() : checkPrerequisites();
@@ -172,12 +236,8 @@ export function registerValidateCommand(program: Command): void {
         process.stdout.write(`validate: ready (guest kernel ${kernel.release})\n`);
         return;
       }
-      const real = await runRealSide(scenario, kernel);
-      const validation = validationJson(scenario, real);
       const dir =
         options.out ?? join("balloonlab-out", `validate-${scenario.name || basename(file)}`);
-      writeJsonAtomic(join(dir, "validation.json"), validation);
-      printSummary(validation);
-      process.stdout.write(`wrote ${join(dir, "validation.json")} (real side ${real.wallMs} ms)\n`);
+      await validateFile(file, dir, options.set, kernel);
     });
 }

@@ -69,7 +69,10 @@ export function backendObject(scenario: Scenario, workDir: string, knobs: HostKn
       mkdirSync(mount, { recursive: true });
       execFileSync("mount", ["-t", "tmpfs", "-o", "huge=always", "balloonlab-validate", mount]);
       knobs.add(`tmpfs huge=always mounted on ${mount}`, () => unmount(mount));
-      return `memory-backend-file,id=ram0,${size},mem-path=${join(mount, "guest-ram")},share=on`;
+      // align=2M: QEMU aligns a file mapping only to the file's page size (4 KiB on tmpfs), and
+      // a VMA whose start is not 2 MiB-aligned to the file offset gets no THPs (THPeligible 0).
+      const file = `mem-path=${join(mount, "guest-ram")}`;
+      return `memory-backend-file,id=ram0,${size},${file},share=on,align=2M`;
     }
     case "hugetlbfs": {
       const path = "/proc/sys/vm/nr_hugepages";

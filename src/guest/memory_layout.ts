@@ -5,9 +5,11 @@
 // (hw/i386/pc_piix.c pc_init1; hw/i386/pc_q35.c pc_q35_init). SeaBIOS's E820 map leaves the
 // 640 KiB-1 MiB range and a few pages at the top of low RAM reserved. Linux then keeps back the
 // first 1 MiB (v5.13+, "x86/setup: Always reserve the first 1M of RAM"; 64 KiB before, plus the
-// real-mode trampoline), its own image at CONFIG_PHYSICAL_START = 16 MiB, the memmap (64 bytes of
-// struct page per 4 KiB, allocated top-down by memblock) and other early allocations, also
-// top-down. All numbers are model rules, listed in `BootReservation` and documented in README.
+// real-mode trampoline), its own image (KASLR: the model takes the lowest slot past the
+// decompression buffer), the memmap (2 MiB of struct page per 128 MiB section, allocated
+// top-down by memblock below the initrd) and other early allocations, also top-down. The boot
+// also writes memory it frees (bzImage, decompressor copy, init sections, initrd:
+// `bootWritten`). All numbers are model rules, listed in `BootReservation`.
 //
 // A virtio-mem device adds its region above all of this: QEMU's device memory region starts at
 // the end of RAM above 4 GiB rounded up to 1 GiB (hw/i386/pc.c pc_get_device_memory_range), and
@@ -85,19 +87,49 @@ export interface GuestLayout {
   readonly reserved: readonly ReservedRange[];
   /** The virtio-mem device region, when the guest has one (not RAM at boot: not in ramRanges). */
   readonly deviceMemory?: DeviceMemoryRegion;
+  /** RAM the boot wrote and then freed (loaded images, decompression buffer, init sections). */
+  readonly bootWritten?: readonly ReservedRange[];
 }
 
+/**
+ * What the guest kernel keeps back or writes while booting. Defaults measured on Debian 12's
+ * 6.1.0-56-cloud-amd64 in a 640 MiB, 1-vCPU QEMU pc guest (dmesg, /proc/iomem; see README).
+ */
 export interface BootReservation {
-  /** Kernel image (text, rodata, data, bss; init already freed) at 16 MiB. */
+  /** memblock_reserve(_text, _end - _text) in setup_arch: the whole kernel image. */
   readonly kernelImageBytes: number;
-  /** memblock allocations besides the memmap: page tables, percpu, ACPI, log buffer. */
-  readonly earlyAllocationBytes: number;
+  /** Of the image, freed at the end of boot (free_initmem, free_kernel_image_pages, ...). */
+  readonly kernelImageFreedBytes: number;
+  /** The bzImage header's init_size: the decompression buffer from CONFIG_PHYSICAL_START. */
+  readonly kernelInitBytes: number;
+  /** The bzImage's protected-mode part, which QEMU loads at 1 MiB (x86_load_linux). */
+  readonly compressedKernelBytes: number;
+  /** The initramfs QEMU loads at the top of low RAM, reserved until free_initrd_mem. */
+  readonly initrdBytes: number;
+  /** The first percpu chunk per CPU (pcpu_embed_first_chunk; 1 vCPU). */
+  readonly percpuBytes: number;
+  /** Other memblock allocations: early page tables, ACPI, printk and the like. */
+  readonly otherEarlyBytes: number;
 }
 
-/** Debian 12's 6.1 cloud kernel: "12288K kernel code, 2079K rwdata, 4380K rodata, 4572K bss". */
+const KiB = 1024;
+/** Measured on 6.1.0-56-cloud-amd64, 640 MiB guest, QEMU 7.2 pc, 1 vCPU, init_on_alloc=1. */
 export const DEFAULT_BOOT_RESERVATION: BootReservation = {
-  kernelImageBytes: 23 * MiB,
-  earlyAllocationBytes: 8 * MiB,
+  // /proc/iomem: "Kernel code" starts at 0x18c00000, "Kernel bss" ends at 0x1b3fffff.
+  kernelImageBytes: 40 * MiB,
+  // dmesg "Freeing ...": initmem 2612K, text/rodata gap 2040K, rodata/data gap 1892K,
+  // unused decrypted 2036K, SMP alternatives 36K.
+  kernelImageFreedBytes: (2612 + 2040 + 1892 + 2036 + 36) * KiB,
+  // vmlinuz-6.1.0-56-cloud-amd64 setup header: init_size 0x3378000 (51.47 MiB).
+  kernelInitBytes: 0x3378000,
+  // vmlinuz-6.1.0-56-cloud-amd64: 14186432 bytes minus (39 setup sectors + 1) * 512.
+  compressedKernelBytes: 14165952,
+  // validate's busybox initramfs: unpacked into rootfs it is Shmem 2952 kB (validation.json).
+  initrdBytes: 3 * MiB,
+  // dmesg "percpu: Embedded 61 pages/cpu s212992 r8192 d28672 u2097152".
+  percpuBytes: 61 * PAGE_SIZE,
+  // The rest of dmesg's "55844K reserved" once image, memmap, initrd, percpu, hashes are out.
+  otherEarlyBytes: 292 * KiB,
 };
 
 /** SeaBIOS keeps 0x9fc00-0xfffff and the last pages of low RAM (ACPI/SMBIOS tables) reserved. */
@@ -133,7 +165,8 @@ export function guestLayout(
   if (aboveFrames > 0) {
     zones.push({ type: ZoneType.Normal, startPfn: FRAMES_4G, endPfn: FRAMES_4G + aboveFrames });
   }
-  return { frameCount, zones, ramRanges, reserved: bootReserved(ramRanges, rules, boot) };
+  const reserved = bootReserved(ramRanges, rules, boot);
+  return { frameCount, zones, ramRanges, reserved, bootWritten: bootWritten(ramRanges, boot) };
 }
 
 function bootReserved(
@@ -154,23 +187,134 @@ function bootReserved(
       what: "trampoline",
     });
   }
-  const kernelStart = (16 * MiB) / PAGE_SIZE;
-  const kernelPages = Math.ceil(boot.kernelImageBytes / PAGE_SIZE);
-  reserved.push({ startPfn: kernelStart, endPfn: kernelStart + kernelPages, what: "kernel image" });
-  // memblock allocates top-down from the end of RAM: memmap first, then the rest.
-  let presentPages = 0;
-  for (const range of ramRanges) presentPages += range.endPfn - range.startPfn;
-  const memmapPages = Math.ceil((presentPages * STRUCT_PAGE_BYTES) / PAGE_SIZE);
-  const earlyPages = Math.ceil(boot.earlyAllocationBytes / PAGE_SIZE);
-  const top = ramRanges[ramRanges.length - 1]!;
-  const memmapStart = top.endPfn - memmapPages;
-  reserved.push({ startPfn: memmapStart, endPfn: top.endPfn, what: "memmap" });
+  const image = kernelImagePlacement(ramRanges, boot);
+  reserved.push({ startPfn: image.startPfn, endPfn: image.keptEndPfn, what: "kernel image" });
+  // memblock allocates top-down (below the initrd, freed later): memmap first, then the rest.
+  const top = memblockTopPfn(ramRanges, boot);
+  const memmapPages = memmapBytes(ramRanges) / PAGE_SIZE;
+  const earlyPages = Math.ceil(earlyAllocationBytes(ramRanges, boot) / PAGE_SIZE);
+  const memmapStart = top - memmapPages;
+  reserved.push({ startPfn: memmapStart, endPfn: top, what: "memmap" });
   reserved.push({
     startPfn: memmapStart - earlyPages,
     endPfn: memmapStart,
     what: "early allocations",
   });
   return reserved;
+}
+
+/** Frames of RAM in the ranges. */
+function presentPagesOf(ramRanges: readonly ReservedRange[]): number {
+  let pages = 0;
+  for (const range of ramRanges) pages += range.endPfn - range.startPfn;
+  return pages;
+}
+
+/** PAGES_PER_SECTION on x86-64: 128 MiB sections (SECTION_SIZE_BITS 27). */
+const PAGES_PER_SECTION = (128 * MiB) / PAGE_SIZE;
+
+/**
+ * SPARSEMEM_VMEMMAP memmap: sparse_init_nid allocates a section's struct pages (2 MiB, PMD
+ * mapped) for every present section, so the memmap is 2 MiB per 128 MiB section touched.
+ */
+export function memmapBytes(ramRanges: readonly ReservedRange[]): number {
+  const sections = new Set<number>();
+  for (const range of ramRanges) {
+    const last = Math.floor((range.endPfn - 1) / PAGES_PER_SECTION);
+    for (let s = Math.floor(range.startPfn / PAGES_PER_SECTION); s <= last; s++) sections.add(s);
+  }
+  return sections.size * PAGES_PER_SECTION * STRUCT_PAGE_BYTES;
+}
+
+/**
+ * alloc_large_system_hash from memblock (hashdist is 0 without NUMA): the dentry hash (scale 13)
+ * and inode hash (scale 14), entries = roundup_pow_of_two(nr_kernel_pages >> (scale - 12)),
+ * 8 bytes each (hlist_bl_head, hlist_head). 640 MiB: dmesg 131072 and 65536 entries.
+ */
+export function vfsHashBytes(ramRanges: readonly ReservedRange[]): number {
+  const pages = presentPagesOf(ramRanges);
+  const roundUpPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+  return (roundUpPow2(pages >> 1) + roundUpPow2(pages >> 2)) * 8;
+}
+
+/** memblock allocations besides the memmap: percpu, VFS hashes and the rest. */
+export function earlyAllocationBytes(
+  ramRanges: readonly ReservedRange[],
+  boot: BootReservation,
+): number {
+  return boot.percpuBytes + vfsHashBytes(ramRanges) + boot.otherEarlyBytes;
+}
+
+/** QEMU x86_load_linux: the initrd ends at the top of RAM below 4 GiB, page aligned down. */
+function initrdStartPfn(ramRanges: readonly ReservedRange[], boot: BootReservation): number {
+  const low = ramRanges.filter((range) => range.endPfn <= FRAMES_4G).at(-1)!;
+  return low.endPfn - Math.ceil(boot.initrdBytes / PAGE_SIZE);
+}
+
+/** Where memblock's top-down allocations start: the top of RAM, below the initrd if it is there. */
+function memblockTopPfn(ramRanges: readonly ReservedRange[], boot: BootReservation): number {
+  const top = ramRanges[ramRanges.length - 1]!;
+  return top.endPfn <= FRAMES_4G ? initrdStartPfn(ramRanges, boot) : top.endPfn;
+}
+
+interface ImagePlacement {
+  readonly startPfn: number;
+  /** End of the part kept after boot; the freed part follows it up to the image's end. */
+  readonly keptEndPfn: number;
+  readonly endPfn: number;
+}
+
+/** CONFIG_PHYSICAL_START and CONFIG_PHYSICAL_ALIGN (Debian's config: 16 MiB, 2 MiB). */
+const PHYSICAL_START_PFN = (16 * MiB) / PAGE_SIZE;
+const PHYSICAL_ALIGN_PAGES = (2 * MiB) / PAGE_SIZE;
+
+/**
+ * KASLR (choose_random_location, CONFIG_RANDOMIZE_BASE=y) puts the image in a random 2 MiB slot
+ * outside the decompression buffer [16 MiB, 16 MiB + init_size); the model takes the lowest such
+ * slot (deterministic), or CONFIG_PHYSICAL_START when none fits (the no-slot fallback).
+ */
+function kernelImagePlacement(
+  ramRanges: readonly ReservedRange[],
+  boot: BootReservation,
+): ImagePlacement {
+  const imagePages = Math.ceil(boot.kernelImageBytes / PAGE_SIZE);
+  const keptPages = imagePages - Math.floor(boot.kernelImageFreedBytes / PAGE_SIZE);
+  const bufferEnd = PHYSICAL_START_PFN + Math.ceil(boot.kernelInitBytes / PAGE_SIZE);
+  const slot = Math.ceil(bufferEnd / PHYSICAL_ALIGN_PAGES) * PHYSICAL_ALIGN_PAGES;
+  const topUsed =
+    memmapBytes(ramRanges) / PAGE_SIZE +
+    Math.ceil(earlyAllocationBytes(ramRanges, boot) / PAGE_SIZE);
+  const limit = Math.min(
+    initrdStartPfn(ramRanges, boot),
+    memblockTopPfn(ramRanges, boot) - topUsed,
+  );
+  const startPfn = slot + imagePages <= limit ? slot : PHYSICAL_START_PFN;
+  return { startPfn, keptEndPfn: startPfn + keptPages, endPfn: startPfn + imagePages };
+}
+
+/**
+ * What the boot wrote and freed (all of it stays host-resident): the bzImage QEMU loads at
+ * 1 MiB, the compressed kernel the decompressor copies to the end of its buffer (head_64.S:
+ * buffer + init_size - ZO size), the image's freed sections, and the initrd.
+ */
+function bootWritten(ramRanges: readonly ReservedRange[], boot: BootReservation): ReservedRange[] {
+  const pages = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
+  const loadStart = (1 * MiB) / PAGE_SIZE;
+  const bufferEnd = PHYSICAL_START_PFN + pages(boot.kernelInitBytes);
+  const image = kernelImagePlacement(ramRanges, boot);
+  const initrdStart = initrdStartPfn(ramRanges, boot);
+  const top = ramRanges.filter((range) => range.endPfn <= FRAMES_4G).at(-1)!.endPfn;
+  const written: ReservedRange[] = [
+    { startPfn: loadStart, endPfn: loadStart + pages(boot.compressedKernelBytes), what: "bzImage" },
+    {
+      startPfn: bufferEnd - pages(boot.compressedKernelBytes),
+      endPfn: bufferEnd,
+      what: "decompressor copy",
+    },
+    { startPfn: image.keptEndPfn, endPfn: image.endPfn, what: "kernel image, freed" },
+    { startPfn: initrdStart, endPfn: top, what: "initrd" },
+  ];
+  return written;
 }
 
 /**

@@ -209,15 +209,25 @@ function guestWrote(vm: VmSim, pfn: number, count: number): void {
 
 /**
  * What the guest wrote while booting: the ranges Linux kept back (its image, the memmap, early
- * allocations), where they are RAM. Free memory is untouched (init_on_free is off).
+ * allocations) and the ranges it wrote and freed (layout.bootWritten: the loaded bzImage, the
+ * decompressor's copy, the image's init sections, the initrd), where they are RAM. Other free
+ * memory is untouched (init_on_free is off).
  */
 function touchBootMemory(vm: VmSim): void {
   const layout = vm.guest.memory.layout;
-  for (const reserved of layout.reserved) {
-    for (const ram of layout.ramRanges) {
-      const start = Math.max(reserved.startPfn, ram.startPfn);
-      const end = Math.min(reserved.endPfn, ram.endPfn);
-      if (end > start) hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, start), end - start);
+  const ranges = [...layout.reserved, ...(layout.bootWritten ?? [])];
+  const touched = new Uint8Array(layout.frameCount);
+  for (const range of ranges) touched.fill(1, range.startPfn, range.endPfn);
+  for (const ram of layout.ramRanges) {
+    let pfn = ram.startPfn;
+    while (pfn < ram.endPfn) {
+      if (touched[pfn] === 0) {
+        pfn++;
+        continue;
+      }
+      const start = pfn;
+      while (pfn < ram.endPfn && touched[pfn] === 1) pfn++;
+      hostGuestWrite(vm.ram, ramPageOfPfn(vm.map, start), pfn - start);
     }
   }
 }

@@ -4,7 +4,8 @@
 // verdicts. Needs root, QEMU and the guest kernel (`balloonlab validate --install`), and takes
 // about 10 s here, so it runs only with BALLOONLAB_VALIDATE=1 (CI is not yet configured for it).
 // Method: run src/cli/main.ts in a child process; read validation.json back; check the schema,
-// that QEMU is gone and that the balloon reached its target on the real side.
+// that QEMU is gone and that the balloon reached its target on the real side; check that
+// validation.html is self-contained (no script, nothing fetched) and has the verdict tables.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,7 +28,7 @@ if (!enabled) {
 }
 
 describe.skipIf(!enabled)("balloonlab validate on a real 640 MiB guest", () => {
-  test("writes validation.json with model and real snapshots and verdicts", () => {
+  test("writes validation.json and validation.html with both sides and verdicts", () => {
     const dir = mkdtempSync(join(tmpdir(), "balloonlab-validate-test-"));
     dirs.push(dir);
     const started = Date.now();
@@ -53,6 +54,17 @@ describe.skipIf(!enabled)("balloonlab validate on a real 640 MiB guest", () => {
     const inflated = validation.snapshots.inflated.real;
     expect(inflated.balloon.logicalSizeMiB).toBe(384);
     expect(inflated.host.residency.blocks2M).toBe(320);
+    const html = readFileSync(join(dir, "validation.html"), "utf8");
+    expect(html).not.toMatch(/<script/i);
+    expect(html).not.toMatch(/(src|href)\s*=\s*"(https?:|\/\/)/i);
+    expect(html).toContain("<svg");
+    expect(html).toContain('<table class="verdicts">');
+    for (const name of ["booted", "fragmented", "inflated"]) {
+      expect(html).toContain(`<h3>Snapshot ${name}</h3>`);
+    }
+    expect(html).toMatch(/<th>tolerance<\/th>.*<th>verdict<\/th>/);
+    expect(html).toContain(validation.real.qemu);
+    expect(html).toContain(validation.real.hostKernel);
     const ps = spawnSync("pgrep", ["-f", `balloonlab-validate-.*qmp.sock`], { encoding: "utf8" });
     expect(ps.stdout.trim()).toBe("");
   }, 300_000);

@@ -209,9 +209,10 @@ describe("init_on_alloc: zeroing a balloon page is a write the host sees", () =>
     for (const vm of [plain, zeroing]) setBalloonTarget(vm, 512 * MiB);
     const plainHost = snapshotVm(plain).host;
     const zeroHost = snapshotVm(zeroing).host;
-    // Without zeroing the balloon never touches its pages: the host does nothing but madvise.
+    // Without zeroing the balloon never touches its pages: the host faults nothing in, and only
+    // frees what the boot wrote and freed (bzImage, decompressor copy, initrd: boot rules).
     expect(plainHost.counters.faults2m).toBe(booted.counters.faults2m);
-    expect(plainHost.allocatedBytes).toBe(booted.allocatedBytes);
+    expect(plainHost.allocatedBytes).toBeLessThanOrEqual(booted.allocatedBytes);
     // With it, every 2 MiB the balloon takes is first faulted as a THP (then freed whole).
     expect(zeroHost.counters.faults2m - booted.counters.faults2m).toBeGreaterThan(200);
     expect(zeroing.balloonTimeMs).toBeGreaterThan(plain.balloonTimeMs);

