@@ -51,6 +51,12 @@ export interface GuestConfig {
   readonly layout?: GuestLayout;
   /** A virtio-mem device: its region is added above boot RAM (memory_layout.ts). */
   readonly virtioMem?: VirtioMemConfig;
+  /**
+   * The kernel's allocations made after memblock hands RAM to the buddy allocator and before
+   * userspace starts (post_boot.ts); default DEFAULT_POST_BOOT_KERNEL_BYTES, 0 for none. Made
+   * when a VM boots the guest (vm_sim.ts createVmSim), not for an imported guest.
+   */
+  readonly postBootKernelBytes?: number;
 }
 
 /** Work the model owes to background threads, run by the scheduler in sim time. */

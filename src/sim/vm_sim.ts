@@ -32,6 +32,7 @@ import {
   pageReportingProcess,
   registerPageReporting,
 } from "../guest/page_reporting.ts";
+import { allocPostBootKernel, DEFAULT_POST_BOOT_KERNEL_BYTES } from "../guest/post_boot.ts";
 import { VmEvent } from "../guest/vm_event.ts";
 import {
   createGuestRam,
@@ -191,6 +192,11 @@ export function createVmSim(config: VmConfig): VmSim {
   if (config.balloon.deflateOnOom) memory.oomNotify = () => deflateOnOom(vm);
   touchBootMemory(vm);
   touchAllocatedFrames(vm);
+  // A booted guest's kernel allocates before userspace starts; an imported one already did.
+  if (config.memory === undefined) {
+    const bytes = guest.memory.config.postBootKernelBytes ?? DEFAULT_POST_BOOT_KERNEL_BYTES;
+    allocPostBootKernel(memory, bytes);
+  }
   // The region starts plugged: the guest boots at its full logical size.
   if (vm.virtioMem !== undefined)
     virtioMemSetRequestedSize(vm.virtioMem, config.virtioMem!.regionBytes);
