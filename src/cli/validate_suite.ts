@@ -29,14 +29,9 @@ export function suiteEntryName(file: string): string {
   return basename(file, extname(file));
 }
 
-export interface Disagreement {
+/** A failed verdict, with the snapshot it belongs to. */
+export interface Disagreement extends Omit<Verdict, "verdict"> {
   readonly snapshot: string;
-  readonly quantity: string;
-  readonly unit: string;
-  readonly model: number;
-  readonly real: number;
-  readonly difference: number;
-  readonly tolerance: number;
   /** |real - model| as a percentage of guest RAM, for memory quantities in kB. */
   readonly percentOfGuest?: number;
 }

@@ -38,7 +38,6 @@ import {
   pageblock_nr_pages,
   pageblock_order,
 } from "../core/limits.ts";
-import { balloonMigratePage } from "./balloon_driver.ts";
 import {
   COMPACT_MAX_DEFER_SHIFT,
   CompactResult,
@@ -55,25 +54,18 @@ import {
   FRAME_TAIL,
   FrameKind,
   type FrameTable,
+  isMovableKind,
   NO_PFN,
   ORDER_MASK,
 } from "./frame_table.ts";
 import { type GuestMemory, zoneIndexOf } from "./guest_memory.ts";
+import { migrateFolio } from "./migrate.ts";
 import { COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_FULL, freePages } from "./page_alloc.ts";
 import { isolateFreePage } from "./page_isolation.ts";
 import { drainPcp } from "./pcp.ts";
 import { VmEvent } from "./vm_event.ts";
 import { wmarkPages, zoneWatermarkOk } from "./watermarks.ts";
 import { WMARK_LOW, WMARK_MIN, type Zone, ZoneType } from "./zone.ts";
-
-export {
-  COMPACT_MAX_DEFER_SHIFT,
-  CompactResult,
-  compactionDeferReset,
-  compactionDeferred,
-  compactionRestarting,
-  deferCompaction,
-};
 
 /** COMPACT_CLUSTER_MAX = SWAP_CLUSTER_MAX (include/linux/swap.h): pages isolated per round. */
 export const COMPACT_CLUSTER_MAX = 32;
@@ -243,15 +235,6 @@ export function compactGap(order: number): number {
 
 // ---------------------------------------------------------------------------------------------
 // Frame classification.
-
-function isMovableKind(kind: number): boolean {
-  return (
-    kind === FrameKind.Anon ||
-    kind === FrameKind.PageCache ||
-    kind === FrameKind.Shmem ||
-    kind === FrameKind.Balloon
-  );
-}
 
 /** PageLRU: user pages on the LRU lists, pinned ones included (pinning does not unlist). */
 function isLruKind(kind: number): boolean {
@@ -804,39 +787,6 @@ function isolateMigratepages(memory: GuestMemory): boolean {
 // Migration.
 
 /**
- * Models a successful migrate_folio for compaction: the target frames take the source's kind,
- * order and reverse map, the owner's page table points at the target, balloon pages tell the
- * driver (virtballoon_migratepage), and the source is freed like any put_page.
- */
-function moveFolio(memory: GuestMemory, sourcePfn: number, targetPfn: number, order: number): void {
-  const table = memory.table;
-  if ((table.state[sourcePfn]! & FRAME_KIND_MASK) === FrameKind.Balloon) {
-    balloonMigratePage(memory, sourcePfn, targetPfn);
-    freePages(memory, sourcePfn, order);
-    memory.events[VmEvent.pgmigrate_success]!++;
-    return;
-  }
-  // The copy is a write of the target page.
-  memory.onTouch?.(targetPfn, 2 ** order);
-  const owner = memory.owners.owners[table.link0[sourcePfn]!];
-  assert(owner !== undefined, () => `movable pfn ${sourcePfn} has no owner`);
-  const count = 2 ** order;
-  for (let page = 0; page < count; page++) {
-    const source = sourcePfn + page;
-    const target = targetPfn + page;
-    const index = table.link1[source]!;
-    assert(owner.pages[index] === source, () => `owner ${owner.id} does not map pfn ${source}`);
-    table.state[target] = table.state[source]!;
-    table.order[target] = table.order[source]!;
-    table.link0[target] = table.link0[source]!;
-    table.link1[target] = index;
-    owner.pages[index] = target;
-  }
-  freePages(memory, sourcePfn, order);
-  memory.events[VmEvent.pgmigrate_success]! += count;
-}
-
-/**
  * Models migrate_pages(&cc->migratepages, compaction_alloc, ...): folios are taken from the
  * list head, i.e. newest isolated first (list_add). Returns false on -ENOMEM (no target left);
  * the folios not moved stay where they are (putback_movable_pages).
@@ -852,7 +802,7 @@ function migratePages(memory: GuestMemory): boolean {
       cc.migratepagesCount = 0;
       return false;
     }
-    moveFolio(memory, sourcePfn, targetPfn, order);
+    migrateFolio(memory, sourcePfn, targetPfn, order);
   }
   cc.migratepagesCount = 0;
   return true;

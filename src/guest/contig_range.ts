@@ -35,7 +35,6 @@ import {
   pageblock_nr_pages,
   pageblock_order,
 } from "../core/limits.ts";
-import { balloonMigratePage } from "./balloon_driver.ts";
 import { delFromFreeList, FPI_NONE, freeOnePage, moveFreepagesBlock } from "./buddy.ts";
 import {
   FRAME_BUDDY,
@@ -43,11 +42,13 @@ import {
   FRAME_TAIL,
   FrameKind,
   type FrameTable,
+  isMovableKind,
   NO_PFN,
   ORDER_MASK,
 } from "./frame_table.ts";
 import { __GFP_HIGHMEM, __GFP_MOVABLE, __GFP_RECLAIM, __GFP_RETRY_MAYFAIL } from "./gfp.ts";
 import { type GuestMemory, zoneIndexOf, zoneOfPfn } from "./guest_memory.ts";
+import { migrateFolio } from "./migrate.ts";
 import { allocPages, freePages } from "./page_alloc.ts";
 import { putbackIsolatedPage } from "./page_isolation.ts";
 import { drainPcp } from "./pcp.ts";
@@ -324,7 +325,7 @@ function migrateRange(
     const kind = state & FRAME_KIND_MASK;
     if (kind === FrameKind.Free) continue;
     const compound = (state & FRAME_TAIL) !== 0 || (table.order[pfn]! & ORDER_MASK) > 0;
-    if (compound || !migratableKind(kind)) {
+    if (compound || !isMovableKind(kind)) {
       memory.events[VmEvent.pgmigrate_fail]!++;
       return CONTIG_EBUSY;
     }
@@ -339,20 +340,11 @@ function migrateRange(
       return CONTIG_ENOMEM;
     }
     stats.targetAllocations++;
-    migratePage(memory, pfn, target);
+    // The source goes to the isolate lists: its pageblock is isolated.
+    migrateFolio(memory, pfn, target, 0);
     stats.migratedPages++;
   }
   return CONTIG_OK;
-}
-
-/** Pages migrate_pages can move: LRU pages that are not pinned, and balloon pages. */
-function migratableKind(kind: number): boolean {
-  return (
-    kind === FrameKind.Anon ||
-    kind === FrameKind.PageCache ||
-    kind === FrameKind.Shmem ||
-    kind === FrameKind.Balloon
-  );
 }
 
 /**
@@ -368,33 +360,6 @@ function reclaimCleanPage(memory: GuestMemory, pfn: number): void {
   owner.pages[index] = NO_PFN;
   owner.residentPages--;
   freePages(memory, pfn, 0);
-}
-
-/**
- * Models a successful migrate_folio of an order-0 page (mm/migrate.c, move_to_new_folio and
- * remove_migration_ptes): the target takes the source's kind and reverse map, the owner's page
- * table points at it, the copy is a write of the target; balloon pages go through
- * virtballoon_migratepage. The source is freed (into the isolate lists: its pageblock is
- * isolated).
- */
-function migratePage(memory: GuestMemory, sourcePfn: number, targetPfn: number): void {
-  const table = memory.table;
-  if ((table.state[sourcePfn]! & FRAME_KIND_MASK) === FrameKind.Balloon) {
-    balloonMigratePage(memory, sourcePfn, targetPfn);
-  } else {
-    memory.onTouch?.(targetPfn, 1);
-    const owner = memory.owners.owners[table.link0[sourcePfn]!];
-    assert(owner !== undefined, () => `movable pfn ${sourcePfn} has no owner`);
-    const index = table.link1[sourcePfn]!;
-    assert(owner.pages[index] === sourcePfn, () => `owner ${owner.id} does not map ${sourcePfn}`);
-    table.state[targetPfn] = table.state[sourcePfn]!;
-    table.order[targetPfn] = 0;
-    table.link0[targetPfn] = owner.id;
-    table.link1[targetPfn] = index;
-    owner.pages[index] = targetPfn;
-  }
-  freePages(memory, sourcePfn, 0);
-  memory.events[VmEvent.pgmigrate_success]!++;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ import {
 import {
   FRAME_BUDDY,
   FRAME_KIND_MASK,
-  FrameKind,
   type FrameTable,
+  isMovableKind,
   NO_PFN,
   ORDER_MASK,
 } from "./frame_table.ts";
@@ -108,14 +108,7 @@ function countMovablePages(table: FrameTable, zone: Zone, pfn: number): number {
   for (let cursor = Math.max(blockStart, zone.startPfn); cursor < end; cursor++) {
     const kind = table.state[cursor]! & FRAME_KIND_MASK;
     // PageLRU or __PageMovable: anonymous, page cache, shmem, balloon pages.
-    if (
-      kind === FrameKind.Anon ||
-      kind === FrameKind.PageCache ||
-      kind === FrameKind.Shmem ||
-      kind === FrameKind.Balloon
-    ) {
-      movable++;
-    }
+    if (isMovableKind(kind)) movable++;
   }
   return movable;
 }

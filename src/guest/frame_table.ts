@@ -91,6 +91,19 @@ export function createFrameTable(frameCount: number): FrameTable {
   return table;
 }
 
+/**
+ * What migrate_pages can move: LRU pages (anonymous, page cache, shmem) and balloon pages
+ * (__PageMovable). Pinned pages stay on the LRU but cannot move; kernel pages never move.
+ */
+export function isMovableKind(kind: number): boolean {
+  return (
+    kind === FrameKind.Anon ||
+    kind === FrameKind.PageCache ||
+    kind === FrameKind.Shmem ||
+    kind === FrameKind.Balloon
+  );
+}
+
 export function frameKind(table: FrameTable, pfn: number): FrameKind {
   return (table.state[pfn]! & FRAME_KIND_MASK) as FrameKind;
 }

@@ -263,9 +263,9 @@ function inUse(state: number): boolean {
 
 /** virtballoon_migratepage's two tell_host calls: inflate [new], then deflate [old]. */
 function balloonMigrated(vm: VmSim, oldPfn: number, newPfn: number): void {
-  const request = singlePageRequest(vm, newPfn, true);
+  const request = singlePageRequest(newPfn, true);
   handleInflate(vm.device, request);
-  const old = singlePageRequest(vm, oldPfn, false);
+  const old = singlePageRequest(oldPfn, false);
   handleDeflate(vm.device, old);
 }
 
@@ -279,7 +279,7 @@ const migrateRequest: BalloonRequest = {
   blockOrder: new Uint8Array(1),
 };
 
-function singlePageRequest(_vm: VmSim, pfn: number, inflate: boolean): BalloonRequest {
+function singlePageRequest(pfn: number, inflate: boolean): BalloonRequest {
   migrateRequest.inflate = inflate;
   migrateRequest.entryPfn[0] = pfn;
   migrateRequest.entryPages[0] = 1;

@@ -11,20 +11,22 @@ import { describe, expect, test } from "vitest";
 import { MIGRATE_MOVABLE, pageblock_nr_pages, pageblock_order } from "../../src/core/limits.ts";
 import { delFromFreeList, expand } from "../../src/guest/buddy.ts";
 import {
-  CompactResult,
-  compactionDeferReset,
-  compactionDeferred,
-  compactionRestarting,
   compactionSuitable,
   compactMemory,
   createKcompactdState,
-  deferCompaction,
   fragmentationScoreNode,
   kcompactdDoWork,
   proactiveCompactionCheck,
   tryToCompactPages,
   tryToCompactPagesResult,
 } from "../../src/guest/compaction.ts";
+import {
+  CompactResult,
+  compactionDeferReset,
+  compactionDeferred,
+  compactionRestarting,
+  deferCompaction,
+} from "../../src/guest/compaction_defer.ts";
 import {
   extfragForOrder,
   formatThousandths,

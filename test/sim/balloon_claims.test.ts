@@ -14,78 +14,21 @@
 // are compared. The guest and host checkers run at the end of every scenario.
 
 import { describe, expect, test } from "vitest";
-import { checkGuestMemory } from "../../src/check/buddy_checker.ts";
-import { checkHostRam } from "../../src/check/host_checker.ts";
-import { pageblock_order } from "../../src/core/limits.ts";
-import { freeProcess, memhog } from "../../src/sim/guest_sim.ts";
+import { memhog } from "../../src/sim/guest_sim.ts";
 import {
   applyHostPressure,
-  createVmSim,
   passTime,
   setBalloonTarget,
   snapshotVm,
   type VmSim,
 } from "../../src/sim/vm_sim.ts";
 import { handleInflate } from "../../src/virtio/qemu_balloon_device.ts";
+import { checkAll, GiB, MiB, type TestVmOptions, testVm, touchAndFree } from "./vm_helpers.ts";
 
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
-
-interface VmOptions {
-  guestBytes?: number;
-  guestKernel?: string;
-  hostKernel?: string;
-  backing?: string;
-  hostThp?: "always" | "madvise" | "never";
-  shmemEnabled?: string;
-  policy?: string;
-  reporting?: boolean;
-  maxPtesNone?: number;
-  initOnAlloc?: boolean;
-  thpSizeKnown?: boolean;
-  wholeHugeOnly?: boolean;
-}
-
-function makeVm(options: VmOptions = {}): VmSim {
-  return createVmSim({
-    guest: {
-      memoryBytes: options.guestBytes ?? GiB,
-      machine: "pc",
-      kernel: options.guestKernel ?? "6.1",
-      cpus: 1,
-      thpEnabled: "never",
-      thpDefrag: "madvise",
-      initOnAlloc: options.initOnAlloc ?? false,
-    },
-    host: {
-      kernel: options.hostKernel ?? "6.18",
-      memoryBytes: 24 * GiB,
-      backing: options.backing ?? "anon",
-      thp: {
-        enabled: options.hostThp ?? "always",
-        shmemEnabled: (options.shmemEnabled ?? "never") as "never",
-      },
-      khugepaged: { maxPtesNone: options.maxPtesNone ?? 511 },
-    },
-    balloon: {
-      policy: options.policy ?? "linux-4k",
-      policyOptions: { hostDiscardsWholeHugeOnly: options.wholeHugeOnly ?? false },
-      deflateOnOom: false,
-      freePageReporting: { enabled: options.reporting ?? false, order: pageblock_order },
-      thpSizeKnown: options.thpSizeKnown ?? false,
-    },
-  });
-}
-
-function checkAll(vm: VmSim): void {
-  expect(checkGuestMemory(vm.guest.memory)).toEqual([]);
-  expect(checkHostRam(vm.ram)).toEqual([]);
-}
-
-/** A process writes `bytes` and exits: the host backs it, the guest has it free again. */
-function touchAndFree(vm: VmSim, bytes: number): void {
-  memhog(vm.guest, "toucher", bytes, false, 1);
-  freeProcess(vm.guest, "toucher");
+/** The file's cases: the shared test VM with Duyck's host variant spelled as a flag. */
+function makeVm(options: TestVmOptions & { wholeHugeOnly?: boolean } = {}): VmSim {
+  const { wholeHugeOnly, ...rest } = options;
+  return testVm({ ...rest, policyOptions: { hostDiscardsWholeHugeOnly: wholeHugeOnly ?? false } });
 }
 
 describe("Hildenbrand/Duyck: the pbp tracker and 2 MiB hugetlbfs", () => {

@@ -22,69 +22,23 @@
 //   and 284.5.
 
 import { describe, expect, test } from "vitest";
-import { checkGuestMemory } from "../../src/check/buddy_checker.ts";
-import { checkHostRam } from "../../src/check/host_checker.ts";
-import { PAGE_SIZE, pageblock_order } from "../../src/core/limits.ts";
-import type { BalloonPolicyOptions } from "../../src/policies/balloon_policy.ts";
-import { freeProcess, memhog } from "../../src/sim/guest_sim.ts";
-import { createVmSim, passTime, setBalloonTarget, type VmSim } from "../../src/sim/vm_sim.ts";
+import { PAGE_SIZE } from "../../src/core/limits.ts";
+import { memhog } from "../../src/sim/guest_sim.ts";
+import { passTime, setBalloonTarget, type VmSim } from "../../src/sim/vm_sim.ts";
+import { checkAll, GiB, MiB, type TestVmOptions, testVm, touchAndFree } from "./vm_helpers.ts";
 
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 /** The tolerance the calibration promises: within a factor of 2 of each source figure. */
 const CALIBRATION_FACTOR = 2;
 
-interface VmOptions {
-  guestBytes: number;
-  hostBytes?: number;
-  policy: string;
-  policyOptions?: BalloonPolicyOptions;
-  hostThp?: "always" | "madvise" | "never";
-  reporting?: boolean;
-}
-
-function makeVm(options: VmOptions): VmSim {
-  return createVmSim({
-    guest: {
-      memoryBytes: options.guestBytes,
-      machine: "pc",
-      kernel: "6.1",
-      cpus: 1,
-      thpEnabled: "never",
-      thpDefrag: "madvise",
-      initOnAlloc: false,
-    },
-    host: {
-      kernel: "6.1",
-      memoryBytes: options.hostBytes ?? 2 * options.guestBytes,
-      backing: "anon",
-      thp: { enabled: options.hostThp ?? "always" },
-    },
-    balloon: {
-      policy: options.policy,
-      policyOptions: options.policyOptions,
-      deflateOnOom: false,
-      freePageReporting: { enabled: options.reporting ?? false, order: pageblock_order },
-      thpSizeKnown: false,
-    },
-  });
-}
-
-/** A process writes `bytes` and exits: the host backs it, the guest has it free again. */
-function touchAndFree(vm: VmSim, bytes: number): void {
-  memhog(vm.guest, "toucher", bytes, false, 1);
-  freeProcess(vm.guest, "toucher");
+/** The calibration VMs: a Linux 6.1 host with twice the guest's memory unless told. */
+function makeVm(options: TestVmOptions & { guestBytes: number; policy: string }): VmSim {
+  return testVm({ hostKernel: "6.1", hostBytes: 2 * options.guestBytes, ...options });
 }
 
 function expectWithinFactor(model: number, source: number): void {
   const ratio = model / source;
   expect(ratio, `model ${model} vs source ${source}`).toBeGreaterThan(1 / CALIBRATION_FACTOR);
   expect(ratio, `model ${model} vs source ${source}`).toBeLessThan(CALIBRATION_FACTOR);
-}
-
-function checkAll(vm: VmSim): void {
-  expect(checkGuestMemory(vm.guest.memory)).toEqual([]);
-  expect(checkHostRam(vm.ram)).toEqual([]);
 }
 
 describe("Liang Li / Wei Wang 2017: 7 GB out of an idle 8 GiB guest", () => {
@@ -161,23 +115,8 @@ describe("HyperAlloc (EuroSys'25): a 20 GiB VM with 19 GiB touched, shrunk to 2 
    * drops to 0 and the driver migrates and unplugs. GiB reclaimed per simulated second.
    */
   function virtioMemSpeed(touched: boolean): number {
-    const vm = createVmSim({
-      guest: {
-        memoryBytes: targetBytes * 2,
-        machine: "pc",
-        kernel: "6.1",
-        cpus: 1,
-        thpEnabled: "never",
-        thpDefrag: "madvise",
-        initOnAlloc: false,
-      },
-      host: { kernel: "6.18", memoryBytes: 24 * GiB, backing: "anon", thp: { enabled: "always" } },
-      balloon: {
-        policy: "linux-4k",
-        deflateOnOom: false,
-        freePageReporting: { enabled: false, order: pageblock_order },
-        thpSizeKnown: false,
-      },
+    const vm = testVm({
+      guestBytes: targetBytes * 2,
       virtioMem: { regionBytes: guestBytes - targetBytes * 2, blockBytes: 2 * 1024 * 1024 },
     });
     const pair = vm.virtioMem!;

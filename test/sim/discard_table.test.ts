@@ -10,19 +10,16 @@
 import { describe, expect, test } from "vitest";
 import { checkGuestMemory } from "../../src/check/buddy_checker.ts";
 import { checkHostRam } from "../../src/check/host_checker.ts";
-import { pageblock_order } from "../../src/core/limits.ts";
 import { freeProcess, memhog } from "../../src/sim/guest_sim.ts";
 import {
   applyHostPressure,
-  createVmSim,
   passTime,
   setBalloonTarget,
   snapshotVm,
   type VmSim,
 } from "../../src/sim/vm_sim.ts";
+import { GiB, MiB, testVm } from "./vm_helpers.ts";
 
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 const INFLATED = 512 * MiB;
 
 interface Row {
@@ -41,32 +38,14 @@ interface Row {
 }
 
 function makeVm(row: Row): VmSim {
-  return createVmSim({
-    guest: {
-      memoryBytes: guestBytes(row),
-      machine: "pc",
-      kernel: "6.1",
-      cpus: 1,
-      thpEnabled: "never",
-      thpDefrag: "madvise",
-      initOnAlloc: false,
-    },
-    host: {
-      kernel: row.hostKernel ?? "6.18",
-      memoryBytes: 24 * GiB,
-      backing: row.backing,
-      hugetlbPageBytes: row.hugetlbPageBytes,
-      thp: {
-        enabled: row.hostThp ?? "always",
-        shmemEnabled: (row.shmemEnabled ?? "never") as "never",
-      },
-    },
-    balloon: {
-      policy: "linux-4k",
-      deflateOnOom: false,
-      freePageReporting: { enabled: row.reporting ?? false, order: pageblock_order },
-      thpSizeKnown: false,
-    },
+  return testVm({
+    guestBytes: guestBytes(row),
+    hostKernel: row.hostKernel,
+    backing: row.backing,
+    hugetlbPageBytes: row.hugetlbPageBytes,
+    hostThp: row.hostThp,
+    shmemEnabled: row.shmemEnabled,
+    reporting: row.reporting,
   });
 }
 
