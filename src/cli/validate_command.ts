@@ -7,13 +7,13 @@
 // (validate_vm.ts), the steps on the real guest (validate_real_run.ts), the model run and the
 // verdicts (validate_compare.ts).
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, hostname, release, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { Command } from "@commander-js/extra-typings";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import type { Scenario } from "../sim/scenario.ts";
-import { writeJsonAtomic } from "./output_files.ts";
+import { writeFileAtomic, writeJsonAtomic } from "./output_files.ts";
 import { collect } from "./run_command.ts";
 import { executeScenario } from "./scenario_execution.ts";
 import { loadScenarioFile } from "./scenario_file.ts";
@@ -168,6 +168,17 @@ function printSummary(validation: ReturnType<typeof validationJson>): void {
   }
 }
 
+/** The guest's /proc files as read at each snapshot: DIR/<snapshot>.<file> (e.g. booted.zoneinfo). */
+function writeRealProcFiles(
+  dir: string,
+  procFiles: ReadonlyMap<string, ReadonlyMap<string, string>>,
+): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [snapshot, files] of procFiles) {
+    for (const [file, text] of files) writeFileAtomic(join(dir, `${snapshot}.${file}`), text);
+  }
+}
+
 interface ValidateOptions {
   readonly set: string[];
   readonly out?: string;
@@ -179,6 +190,7 @@ async function validateFile(file: string, dir: string, set: string[], kernel: Gu
   const real = await runRealSide(scenario, kernel);
   const validation = validationJson(scenario, real);
   writeJsonAtomic(join(dir, "validation.json"), validation);
+  writeRealProcFiles(join(dir, "real-proc"), real.run.procFiles);
   const html = writeValidationHtml(dir, validation);
   printSummary(validation);
   process.stdout.write(

@@ -54,6 +54,8 @@ interface RunState {
   targetBytes: number;
   balloonTimeMs: number;
   readonly log: string[];
+  /** The guest's /proc files as read at each snapshot (snapshot name -> file name -> text). */
+  readonly procFiles: Map<string, ReadonlyMap<string, string>>;
 }
 
 async function balloonActual(vm: RunningVm): Promise<number> {
@@ -81,6 +83,7 @@ async function balloonStep(state: RunState, targetBytes: number): Promise<void> 
 async function snapshotStep(state: RunState, name: string): Promise<ResultSnapshotJson> {
   const { vm, scenario } = state;
   const guestFiles = await vm.guest.command("snapshot", 120_000);
+  state.procFiles.set(name, guestFiles);
   const ramBytes = scenario.guest.memoryBytes;
   const host = measureHost(vm.pid, ramBytes);
   const ramRss_kB = host.mapping.fields.Rss ?? 0;
@@ -149,6 +152,8 @@ async function runStep(state: RunState, step: ScenarioStep, out: ResultSnapshotJ
 
 export interface RealRun {
   readonly snapshots: ResultSnapshotJson[];
+  /** The guest's /proc files per snapshot, kept as read (written to DIR/real-proc/). */
+  readonly procFiles: ReadonlyMap<string, ReadonlyMap<string, string>>;
   readonly log: string[];
   readonly stepMs: number[];
 }
@@ -171,6 +176,7 @@ export async function runRealScenario(
     targetBytes: scenario.guest.memoryBytes,
     balloonTimeMs: 0,
     log: [],
+    procFiles: new Map(),
   };
   for (const command of guestSettingCommands(scenario)) {
     await vm.guest.command(command, 60_000);
@@ -183,5 +189,5 @@ export async function runRealScenario(
     stepMs.push(Date.now() - started);
     process.stderr.write(`validate: ${step.kind} ${Date.now() - started} ms\n`);
   }
-  return { snapshots, log: state.log, stepMs };
+  return { snapshots, procFiles: state.procFiles, log: state.log, stepMs };
 }

@@ -16,7 +16,8 @@
  *   touch BYTES FREE           write a tmpfs file of BYTES in /mnt/touch, deleted when FREE is 1
  *   compact                    echo 1 > /proc/sys/vm/compact_memory
  *   cat PATH NAME              the file between `BLV BEGIN NAME` and `BLV END NAME`
- *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat and /proc/meminfo
+ *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat, /proc/meminfo,
+ *                              /proc/zoneinfo and /proc/slabinfo (read in this order)
  *   poweroff                   sync and power the guest off
  *
  * At start it prints `BLV HELLO <release>` and waits for commands.
@@ -177,6 +178,8 @@ static int snapshot(void) {
   int error = cat_file("/proc/buddyinfo", "buddyinfo");
   if (error == 0) error = cat_file("/proc/vmstat", "vmstat");
   if (error == 0) error = cat_file("/proc/meminfo", "meminfo");
+  if (error == 0) error = cat_file("/proc/zoneinfo", "zoneinfo");
+  if (error == 0) error = cat_file("/proc/slabinfo", "slabinfo");
   return error;
 }
 
