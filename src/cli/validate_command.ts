@@ -17,6 +17,7 @@ import { writeFileAtomic, writeJsonAtomic } from "./output_files.ts";
 import { collect } from "./run_command.ts";
 import { executeScenario } from "./scenario_execution.ts";
 import { loadScenarioFile } from "./scenario_file.ts";
+import { createQemuCgroup } from "./validate_cgroup.ts";
 import {
   compareSnapshot,
   modelScenario,
@@ -26,12 +27,7 @@ import {
 } from "./validate_compare.ts";
 import { buildInitramfs } from "./validate_initramfs.ts";
 import { checkPrerequisites, type GuestKernel, installPrerequisites } from "./validate_prereqs.ts";
-import {
-  checkRealSteps,
-  hostMemFree_kB,
-  type RealRun,
-  runRealScenario,
-} from "./validate_real_run.ts";
+import { checkRealSteps, hostBefore, type RealRun, runRealScenario } from "./validate_real_run.ts";
 import { NOT_MEASURED } from "./validate_snapshot.ts";
 import {
   isDirectory,
@@ -63,25 +59,35 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
     knobs.restore();
     rmSync(workDir, { recursive: true, force: true });
   };
+  // QEMU is killed and reaped before the knobs are undone: its memory cgroup cannot be removed
+  // while QEMU is a zombie. The synchronous cleanup on "exit" is the last resort.
+  let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    cleanup();
-    process.stderr.write(`validate: ${signal}: QEMU stopped, host knobs restored\n`);
-    process.exit(signal === "SIGINT" ? 130 : 143);
+    if (signalled) return;
+    signalled = true;
+    void (vm?.stopAndReap() ?? Promise.resolve()).finally(() => {
+      cleanup();
+      process.stderr.write(`validate: ${signal}: QEMU stopped, host knobs restored\n`);
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("exit", cleanup);
   try {
     const initramfs = buildInitramfs(workDir, kernel);
+    // Made first so that it is removed last, after QEMU is gone and the tmpfs is unmounted.
+    const cgroup = createQemuCgroup(knobs);
     const backend = backendObject(scenario, workDir, knobs);
-    const memFreeBefore = hostMemFree_kB();
-    vm = await startVm(qemuArgs(scenario, kernel, { initramfs, workDir, backend }), workDir);
+    const before = hostBefore(cgroup);
+    const args = qemuArgs(scenario, kernel, { initramfs, workDir, backend });
+    vm = await startVm(args, workDir, cgroup?.procs);
     process.stderr.write(
       `validate: guest ${vm.guestRelease} up after ${Date.now() - started} ms\n`,
     );
     // Asked before the steps: after `poweroff` QEMU (-no-reboot) is gone and cannot answer.
     const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
-    const run = await runRealScenario(vm, scenario, memFreeBefore);
+    const run = await runRealScenario(vm, scenario, before);
     await vm.guest.command("poweroff", 10_000).catch(() => undefined);
     return {
       run,
@@ -91,6 +97,7 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
       wallMs: Date.now() - started,
     };
   } finally {
+    await vm?.stopAndReap();
     cleanup();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -124,7 +131,12 @@ export function validationJson(scenario: Scenario, real: RealSide) {
     const verdicts =
       modelSnapshot === undefined
         ? []
-        : compareSnapshot(modelSnapshot, realSnapshot, scenario.guest.memoryBytes);
+        : compareSnapshot(
+            modelSnapshot,
+            realSnapshot,
+            scenario.guest.memoryBytes,
+            real.run.allocatedSource,
+          );
     snapshots[realSnapshot.name] = {
       model: modelSnapshot,
       real: realSnapshot,
@@ -141,6 +153,8 @@ export function validationJson(scenario: Scenario, real: RealSide) {
       accel: "tcg",
       hostThp,
       hostKnobs: real.knobs,
+      allocatedSource: real.run.allocatedSource,
+      allocated: real.run.allocated,
       wallMs: real.wallMs,
       stepMs: real.run.stepMs,
       log: real.run.log,

@@ -1,7 +1,8 @@
 // `balloonlab validate` (issue #5): what the host really holds for the guest's RAM, read from
 // QEMU's /proc/PID/smaps (the guest-RAM mapping is the one whose size is the guest's memory) and
-// /proc/PID/pagemap (the present bit, 63, per 4 KiB page, counted per 2 MiB block), with host
-// /proc/meminfo for MemFree and hugetlb pages.
+// /proc/PID/pagemap (the present bit, 63, per 4 KiB page, counted per 2 MiB block; the PFNs, with
+// the host's /proc/kpageflags, say which blocks one huge page backs), with host /proc/meminfo for
+// MemFree and hugetlb pages.
 
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 
@@ -53,38 +54,65 @@ export interface BlockCounts {
   readonly partialBlocks: number;
   readonly emptyBlocks: number;
   readonly presentPages: number;
+  /**
+   * Per 2 MiB block of the mapping, 1 where the host backs it with one huge page: all 512
+   * pages present on consecutive PFNs from a 2 MiB-aligned one, and that PFN's host
+   * /proc/kpageflags has KPF_COMPOUND_HEAD with KPF_THP or KPF_HUGE (hugetlb).
+   */
+  readonly hostHuge: Uint8Array;
 }
 
-/** Present pages per 2 MiB block of [start, end) from /proc/PID/pagemap. */
-export function pagemapBlocks(pid: number, start: number, end: number): BlockCounts {
-  const pages = (end - start) / PAGE;
-  const buffer = Buffer.alloc(pages * 8);
-  const fd = openSync(`/proc/${pid}/pagemap`, "r");
-  try {
-    let done = 0;
-    while (done < buffer.length) {
-      const got = readSync(fd, buffer, done, buffer.length - done, (start / PAGE) * 8 + done);
-      if (got <= 0) break;
-      done += got;
-    }
-  } finally {
-    closeSync(fd);
-  }
+/** include/uapi/linux/kernel-page-flags.h */
+export const KPF_COMPOUND_HEAD = 15n;
+export const KPF_HUGE = 17n;
+export const KPF_THP = 22n;
+
+const PFN_MASK = (1n << 55n) - 1n;
+
+/** Whether host kpageflags `flags` are those of the head of a THP or a hugetlb page. */
+export function hugeHeadFlags(flags: bigint): boolean {
+  const head = (flags >> KPF_COMPOUND_HEAD) & 1n;
+  const huge = ((flags >> KPF_THP) & 1n) | ((flags >> KPF_HUGE) & 1n);
+  return head === 1n && huge === 1n;
+}
+
+/**
+ * Blocks of a mapping from its pagemap entries (8 bytes per 4 KiB page): present pages per
+ * 2 MiB block and whether a huge page backs the block (`flagsOf(pfn)`: host kpageflags).
+ */
+export function pagemapBlockCounts(
+  buffer: Buffer,
+  pages: number,
+  flagsOf: (pfn: bigint) => bigint,
+): BlockCounts {
   let full = 0;
   let partial = 0;
   let empty = 0;
   let present = 0;
+  const hostHuge = new Uint8Array(Math.ceil(pages / BLOCK_PAGES));
   for (let block = 0; block * BLOCK_PAGES < pages; block++) {
     let inBlock = 0;
-    const last = Math.min(pages, (block + 1) * BLOCK_PAGES);
-    for (let page = block * BLOCK_PAGES; page < last; page++) {
-      // bit 63: present; bit 62: swapped (counted as not resident)
+    const first = block * BLOCK_PAGES;
+    const last = Math.min(pages, first + BLOCK_PAGES);
+    const firstPfn = buffer.readBigUInt64LE(first * 8) & PFN_MASK;
+    let contiguous = firstPfn % BigInt(BLOCK_PAGES) === 0n;
+    for (let page = first; page < last; page++) {
+      // bit 63: present; bit 62: swapped (counted as not resident); bits 0-54: the PFN
       if ((buffer[page * 8 + 7]! & 0x80) !== 0) inBlock++;
+      else contiguous = false;
+      if (contiguous && page > first) {
+        contiguous =
+          (buffer.readBigUInt64LE(page * 8) & PFN_MASK) === firstPfn + BigInt(page - first);
+      }
     }
     present += inBlock;
-    if (inBlock === last - block * BLOCK_PAGES) full++;
+    if (inBlock === last - first) full++;
     else if (inBlock === 0) empty++;
     else partial++;
+    const whole = last - first === BLOCK_PAGES && inBlock === BLOCK_PAGES;
+    if (whole && contiguous && firstPfn !== 0n && hugeHeadFlags(flagsOf(firstPfn))) {
+      hostHuge[block] = 1;
+    }
   }
   const blocks2M = full + partial + empty;
   return {
@@ -93,7 +121,40 @@ export function pagemapBlocks(pid: number, start: number, end: number): BlockCou
     partialBlocks: partial,
     emptyBlocks: empty,
     presentPages: present,
+    hostHuge,
   };
+}
+
+function readFully(fd: number, buffer: Buffer, position: number): void {
+  let done = 0;
+  while (done < buffer.length) {
+    const got = readSync(fd, buffer, done, buffer.length - done, position + done);
+    if (got <= 0) break;
+    done += got;
+  }
+}
+
+/** Present pages and huge pages per 2 MiB block of [start, end) from /proc/PID/pagemap. */
+export function pagemapBlocks(pid: number, start: number, end: number): BlockCounts {
+  const pages = (end - start) / PAGE;
+  const buffer = Buffer.alloc(pages * 8);
+  const fd = openSync(`/proc/${pid}/pagemap`, "r");
+  try {
+    readFully(fd, buffer, (start / PAGE) * 8);
+  } finally {
+    closeSync(fd);
+  }
+  const flagsFd = openSync("/proc/kpageflags", "r");
+  const word = Buffer.alloc(8);
+  try {
+    return pagemapBlockCounts(buffer, pages, (pfn) => {
+      word.fill(0);
+      readFully(flagsFd, word, Number(pfn) * 8);
+      return word.readBigUInt64LE(0);
+    });
+  } finally {
+    closeSync(flagsFd);
+  }
 }
 
 /** /proc/meminfo as numbers (kB fields in kB, counts as counts). */
@@ -112,6 +173,8 @@ export interface HostMeasurement {
   readonly meminfo: Record<string, number>;
   /** QEMU's whole Rss (smaps_rollup), kB. */
   readonly qemuRss_kB: number;
+  /** QEMU's anonymous memory outside guest RAM (smaps `Anonymous` of the other mappings), kB. */
+  readonly qemuOwnAnon_kB: number;
 }
 
 export function measureHost(pid: number, ramBytes: number): HostMeasurement {
@@ -120,5 +183,7 @@ export function measureHost(pid: number, ramBytes: number): HostMeasurement {
   const blocks = pagemapBlocks(pid, mapping.start, mapping.end);
   const meminfo = parseMeminfo(readFileSync("/proc/meminfo", "utf8"));
   const qemuRss_kB = mappings.reduce((sum, each) => sum + (each.fields.Rss ?? 0), 0);
-  return { mapping, blocks, meminfo, qemuRss_kB };
+  const anon_kB = mappings.reduce((sum, each) => sum + (each.fields.Anonymous ?? 0), 0);
+  const qemuOwnAnon_kB = anon_kB - (mapping.fields.Anonymous ?? 0);
+  return { mapping, blocks, meminfo, qemuRss_kB, qemuOwnAnon_kB };
 }

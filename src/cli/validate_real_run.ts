@@ -2,14 +2,21 @@
 // steps in order: guest steps become workload commands on ttyS1 (validate/guest/workload.c),
 // `balloon` is QMP `balloon` followed by polling `query-balloon` until the guest reaches the
 // target or stops moving, `wait` is real time, and `snapshot` reads the guest's /proc files and
-// QEMU's smaps and pagemap. Steps the real side cannot do yet are refused before QEMU starts.
+// its /proc/kpageflags per 2 MiB block, QEMU's smaps and pagemap (with the host's kpageflags) and
+// QEMU's memory cgroup (validate_cgroup.ts) for the memory allocated for guest RAM. Steps the real side cannot do yet are refused before QEMU starts.
 
 import { readFileSync } from "node:fs";
 import { InputError } from "../core/input_error.ts";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import type { Scenario, ScenarioStep } from "../sim/scenario.ts";
-import { measureHost, parseMeminfo } from "./validate_host_measure.ts";
-import { realSnapshotJson } from "./validate_snapshot.ts";
+import {
+  type AllocatedSource,
+  type CgroupCharge,
+  type QemuCgroup,
+  readCgroupCharge,
+} from "./validate_cgroup.ts";
+import { type HostMeasurement, measureHost, parseMeminfo } from "./validate_host_measure.ts";
+import { hostBlocksText, realSnapshotJson } from "./validate_snapshot.ts";
 import type { RunningVm } from "./validate_vm.ts";
 
 /** Step kinds the real side performs. */
@@ -49,13 +56,69 @@ interface RunState {
   readonly vm: RunningVm;
   readonly scenario: Scenario;
   readonly startedMs: number;
-  /** Host MemFree (kB) before QEMU started, for the allocated estimate. */
-  readonly memFreeBefore_kB: number;
+  /** Host MemFree and hugetlb pages in use before QEMU started; QEMU's cgroup if any. */
+  readonly before: HostBefore;
   targetBytes: number;
   balloonTimeMs: number;
   readonly log: string[];
   /** The guest's /proc files as read at each snapshot (snapshot name -> file name -> text). */
   readonly procFiles: Map<string, ReadonlyMap<string, string>>;
+  readonly allocated: Record<string, AllocatedDetail>;
+}
+
+/** What the host looked like before QEMU started, and QEMU's memory cgroup. */
+export interface HostBefore {
+  readonly memFree_kB: number;
+  /** HugePages_Total - HugePages_Free, pages. */
+  readonly hugetlbUsed: number;
+  readonly cgroup: QemuCgroup | undefined;
+}
+
+/** How `host.ramAllocated_kB` was found at one snapshot (validation.json `real.allocated`). */
+export interface AllocatedDetail {
+  readonly source: AllocatedSource;
+  readonly allocated_kB: number;
+  /** QEMU's anonymous memory outside guest RAM (subtracted), kB. */
+  readonly qemuOwnAnon_kB: number;
+  /** QEMU's Rss outside guest RAM (subtracted from the MemFree estimate), kB. */
+  readonly qemuOwnRss_kB: number;
+  /** Hugetlb pages taken since QEMU started, kB (not charged to a memory cgroup). */
+  readonly hugetlb_kB: number;
+  readonly cgroup?: CgroupCharge;
+  /** The MemFree estimate, also given when the cgroup is the source. */
+  readonly memFreeEstimate_kB: number;
+}
+
+/**
+ * Host memory allocated for guest RAM. With a cgroup: its anonymous and shmem folios on the LRU
+ * (`active_anon + inactive_anon`: anon + shmem, with THPs split from their PMD counted whole as
+ * the model counts them; memory.stat's `rss`/`anon` counts mapped pages only) less QEMU's own
+ * anonymous memory outside guest RAM, plus the hugetlb pages taken since QEMU started (hugetlb
+ * is not charged to a memory cgroup). Without: MemFree before less MemFree now less QEMU's Rss
+ * outside guest RAM (noisy: anything else on the host moves it).
+ */
+export function allocatedDetail(
+  before: HostBefore,
+  host: HostMeasurement,
+  charge: CgroupCharge | undefined,
+): AllocatedDetail {
+  const qemuOwnRss_kB = host.qemuRss_kB - (host.mapping.fields.Rss ?? 0);
+  const memFree_kB = host.meminfo.MemFree ?? 0;
+  const memFreeEstimate_kB = Math.max(0, before.memFree_kB - memFree_kB - qemuOwnRss_kB);
+  const used = (host.meminfo.HugePages_Total ?? 0) - (host.meminfo.HugePages_Free ?? 0);
+  const hugetlb_kB = Math.max(0, used - before.hugetlbUsed) * 2048;
+  const common = { qemuOwnAnon_kB: host.qemuOwnAnon_kB, qemuOwnRss_kB, hugetlb_kB };
+  if (before.cgroup === undefined || charge === undefined) {
+    return { source: "memfree", allocated_kB: memFreeEstimate_kB, ...common, memFreeEstimate_kB };
+  }
+  const charged_kB = Math.max(0, charge.anonLru_kB - host.qemuOwnAnon_kB);
+  return {
+    source: before.cgroup.version === 1 ? "cgroup-v1" : "cgroup-v2",
+    allocated_kB: charged_kB + hugetlb_kB,
+    ...common,
+    cgroup: charge,
+    memFreeEstimate_kB,
+  };
 }
 
 async function balloonActual(vm: RunningVm): Promise<number> {
@@ -82,20 +145,25 @@ async function balloonStep(state: RunState, targetBytes: number): Promise<void> 
 
 async function snapshotStep(state: RunState, name: string): Promise<ResultSnapshotJson> {
   const { vm, scenario } = state;
-  const guestFiles = await vm.guest.command("snapshot", 120_000);
-  state.procFiles.set(name, guestFiles);
   const ramBytes = scenario.guest.memoryBytes;
+  const guestFiles = await vm.guest.command("snapshot", 120_000);
+  const blocks = await vm.guest.command(`kpageflags ${ramBytes / (2 * 2 ** 20)}`, 120_000);
+  for (const [file, text] of blocks) guestFiles.set(file, text);
   const host = measureHost(vm.pid, ramBytes);
-  const ramRss_kB = host.mapping.fields.Rss ?? 0;
-  const qemuOwn_kB = host.qemuRss_kB - ramRss_kB;
-  const memFree_kB = host.meminfo.MemFree ?? 0;
-  const allocated_kB = Math.max(0, state.memFreeBefore_kB - memFree_kB - qemuOwn_kB);
+  const charge =
+    state.before.cgroup === undefined ? undefined : readCgroupCharge(state.before.cgroup);
+  const allocated = allocatedDetail(state.before, host, charge);
+  state.allocated[name] = allocated;
+  state.procFiles.set(
+    name,
+    new Map([...guestFiles, ["host-blocks", hostBlocksText(host.blocks.hostHuge)]]),
+  );
   return realSnapshotJson({
     name,
     elapsedMs: Date.now() - state.startedMs,
     guestFiles,
     host,
-    allocated_kB,
+    allocated_kB: allocated.allocated_kB,
     ramBytes,
     balloonActualBytes: await balloonActual(vm),
     balloonTargetBytes: state.targetBytes,
@@ -156,27 +224,34 @@ export interface RealRun {
   readonly procFiles: ReadonlyMap<string, ReadonlyMap<string, string>>;
   readonly log: string[];
   readonly stepMs: number[];
+  /** Where `host.ramAllocated_kB` came from, and its parts per snapshot. */
+  readonly allocatedSource: AllocatedSource;
+  readonly allocated: Readonly<Record<string, AllocatedDetail>>;
 }
 
-export function hostMemFree_kB(): number {
-  return parseMeminfo(readFileSync("/proc/meminfo", "utf8")).MemFree ?? 0;
+/** Host MemFree and hugetlb pages in use now (taken before QEMU starts). */
+export function hostBefore(cgroup: QemuCgroup | undefined): HostBefore {
+  const meminfo = parseMeminfo(readFileSync("/proc/meminfo", "utf8"));
+  const hugetlbUsed = (meminfo.HugePages_Total ?? 0) - (meminfo.HugePages_Free ?? 0);
+  return { memFree_kB: meminfo.MemFree ?? 0, hugetlbUsed, cgroup };
 }
 
 /** Performs the scenario's steps on a started guest. */
 export async function runRealScenario(
   vm: RunningVm,
   scenario: Scenario,
-  memFreeBefore_kB: number,
+  before: HostBefore,
 ): Promise<RealRun> {
   const state: RunState = {
     vm,
     scenario,
     startedMs: Date.now(),
-    memFreeBefore_kB,
+    before,
     targetBytes: scenario.guest.memoryBytes,
     balloonTimeMs: 0,
     log: [],
     procFiles: new Map(),
+    allocated: {},
   };
   for (const command of guestSettingCommands(scenario)) {
     await vm.guest.command(command, 60_000);
@@ -189,5 +264,18 @@ export async function runRealScenario(
     stepMs.push(Date.now() - started);
     process.stderr.write(`validate: ${step.kind} ${Date.now() - started} ms\n`);
   }
-  return { snapshots, procFiles: state.procFiles, log: state.log, stepMs };
+  const allocatedSource: AllocatedSource =
+    before.cgroup === undefined
+      ? "memfree"
+      : before.cgroup.version === 1
+        ? "cgroup-v1"
+        : "cgroup-v2";
+  return {
+    snapshots,
+    procFiles: state.procFiles,
+    log: state.log,
+    stepMs,
+    allocatedSource,
+    allocated: state.allocated,
+  };
 }

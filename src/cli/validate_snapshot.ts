@@ -1,8 +1,9 @@
 // `balloonlab validate` (issue #5): a real snapshot in result.json's snapshot format
 // (src/sim/result_json.ts). The guest side comes from the guest's own /proc files printed by the
 // workload; the host side from validate_host_measure.ts; the balloon from QMP query-balloon.
-// What the real side cannot measure (yet) is 0 and named in `notMeasured`, and the comparison
-// gives it no verdict.
+// The ladder combines the guest's /proc/kpageflags per 2 MiB block (the workload's `kpageflags`)
+// with the host's huge pages per block. What the real side cannot measure (yet) is 0 and named
+// in `notMeasured`, and the comparison gives it no verdict.
 
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import { type HostMeasurement, parseMeminfo } from "./validate_host_measure.ts";
@@ -48,7 +49,7 @@ export interface RealSnapshotInput {
   readonly elapsedMs: number;
   readonly guestFiles: Map<string, string>;
   readonly host: HostMeasurement;
-  /** Estimated host memory allocated for guest RAM, kB (see validate_real_run.ts). */
+  /** Host memory allocated for guest RAM, kB (cgroup or MemFree, see validate_real_run.ts). */
   readonly allocated_kB: number;
   readonly ramBytes: number;
   readonly balloonActualBytes: number;
@@ -64,8 +65,47 @@ export const NOT_MEASURED: readonly string[] = [
   "host.counters",
   "balloon.requests",
   "balloon.device",
-  "ladder",
 ];
+
+/** The workload's `kpageflags` answer (one character per 2 MiB block) without line breaks. */
+export function parseGuestBlocks(text: string): string {
+  return text.replace(/\s+/g, "");
+}
+
+/** One character per block, 64 per line: H where `huge` is set, else "." (real-proc file). */
+export function hostBlocksText(huge: Uint8Array): string {
+  const chars = Array.from(huge, (value) => (value === 1 ? "H" : "."));
+  const lines: string[] = [];
+  for (let i = 0; i < chars.length; i += 64) lines.push(chars.slice(i, i + 64).join(""));
+  return lines.join("\n");
+}
+
+/**
+ * Hildenbrand's ladder as src/metrics/vm_snapshot.ts counts it, per 2 MiB block of guest RAM
+ * (guest-physical = RAMBlock offset below 3 GiB): "ballooned" (guest B: all 512 pages
+ * PageOffline), "free" (F: all 512 PageBuddy), else by where it is huge: the guest (H: a
+ * whole mapped anonymous THP) and the host (`hostHuge`: one THP or hugetlb page backs it).
+ */
+export function realLadder(
+  guestBlocks: string,
+  hostHuge: Uint8Array,
+): ResultSnapshotJson["ladder"] {
+  const ladder = { hugeBoth: 0, guestOnly: 0, hostOnly: 0, neither: 0, free: 0, ballooned: 0 };
+  for (let block = 0; block < hostHuge.length; block++) {
+    const guest = guestBlocks[block] ?? ".";
+    if (guest === "B") ladder.ballooned++;
+    else if (guest === "F") ladder.free++;
+    else {
+      const guestHuge = guest === "H";
+      const hostIsHuge = hostHuge[block] === 1;
+      if (guestHuge && hostIsHuge) ladder.hugeBoth++;
+      else if (guestHuge) ladder.guestOnly++;
+      else if (hostIsHuge) ladder.hostOnly++;
+      else ladder.neither++;
+    }
+  }
+  return ladder;
+}
 
 export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
   const buddyinfo = parseBuddyinfo(input.guestFiles.get("buddyinfo") ?? "");
@@ -118,6 +158,6 @@ export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
       device: {},
       balloonTimeMs: input.balloonTimeMs,
     },
-    ladder: { hugeBoth: 0, guestOnly: 0, hostOnly: 0, neither: 0, free: 0, ballooned: 0 },
+    ladder: realLadder(parseGuestBlocks(input.guestFiles.get("blocks") ?? ""), blocks.hostHuge),
   };
 }

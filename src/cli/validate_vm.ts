@@ -4,7 +4,7 @@
 // console) to a log file, ttyS1 (the workload's command channel) and QMP as unix sockets this
 // process listens on. QEMU never outlives the command: it runs under `setpriv --pdeathsig KILL`
 // and is killed on exit, SIGINT, SIGTERM and errors; host knobs (a huge=always tmpfs mount,
-// hugetlb pages reserved) are undone the same way.
+// hugetlb pages reserved, QEMU's memory cgroup, validate_cgroup.ts) are undone the same way.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -119,7 +119,13 @@ export interface RunningVm {
   readonly guest: GuestChannel;
   readonly guestRelease: string;
   readonly stderr: string[];
+  /** Kills QEMU and waits (synchronously) until it is gone or a zombie; usable on exit. */
   stop(): void;
+  /**
+   * stop(), then waits (up to 5 s) until Node has reaped QEMU: a zombie still counts as a task of
+   * its cgroup, which cannot be removed before.
+   */
+  stopAndReap(): Promise<void>;
 }
 
 /** Sleeps synchronously (usable in exit and signal handlers). */
@@ -147,17 +153,39 @@ function kill(child: ChildProcess): void {
   for (let waited = 0; waited < 5000 && !released(child.pid); waited += 20) sleepSync(20);
 }
 
+/**
+ * The command line that starts QEMU: under `setpriv --pdeathsig KILL` when there is setpriv,
+ * and, given a cgroup's `cgroup.procs`, through `sh -c` that first moves itself (and so QEMU,
+ * which it becomes by exec) into that cgroup.
+ */
+export function qemuCommand(args: readonly string[], cgroupProcs?: string): string[] {
+  const pdeath = existsSync("/usr/bin/setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
+  const qemu = [...pdeath, "qemu-system-x86_64", ...args];
+  if (cgroupProcs === undefined) return qemu;
+  return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroupProcs, ...qemu];
+}
+
 /** Starts QEMU, waits for QMP and the workload's HELLO; kills QEMU on any failure. */
-export async function startVm(args: readonly string[], workDir: string): Promise<RunningVm> {
+export async function startVm(
+  args: readonly string[],
+  workDir: string,
+  cgroupProcs?: string,
+): Promise<RunningVm> {
   const ctl = await SocketListener.listen(join(workDir, "ctl.sock"));
   const qmpListener = await SocketListener.listen(join(workDir, "qmp.sock"));
-  const pdeath = existsSync("/usr/bin/setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : [];
-  const command = [...pdeath, "qemu-system-x86_64", ...args];
+  const command = qemuCommand(args, cgroupProcs);
   const child = spawn(command[0]!, command.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
   const stderr: string[] = [];
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
   const onExit = (): void => kill(child);
   process.on("exit", onExit);
+  let reaped = false;
+  const exitEvent = new Promise<void>((resolve) => {
+    child.on("exit", () => {
+      reaped = true;
+      resolve();
+    });
+  });
   const exited = new Promise<never>((_, reject) => {
     child.on("exit", (code, signal) => {
       reject(new Error(`QEMU exited (${signal ?? code}): ${stderr.join("").trim()}`));
@@ -170,6 +198,16 @@ export async function startVm(args: readonly string[], workDir: string): Promise
     ctl.close();
     qmpListener.close();
   };
+  const stopAndReap = async (): Promise<void> => {
+    stop();
+    if (reaped) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 5000);
+    });
+    await Promise.race([exitEvent, timeout]);
+    clearTimeout(timer);
+  };
   try {
     const guestSocket = await Promise.race([ctl.accept(30_000, "serial"), exited]);
     const qmpSocket = await Promise.race([qmpListener.accept(30_000, "QMP"), exited]);
@@ -177,7 +215,16 @@ export async function startVm(args: readonly string[], workDir: string): Promise
     await Promise.race([qmp.handshake(30_000), exited]);
     const guest = new GuestChannel(guestSocket);
     const guestRelease = await Promise.race([guest.hello(180_000), exited]);
-    return { process: child, pid: child.pid!, qmp, guest, guestRelease, stderr, stop };
+    return {
+      process: child,
+      pid: child.pid!,
+      qmp,
+      guest,
+      guestRelease,
+      stderr,
+      stop,
+      stopAndReap,
+    };
   } catch (error) {
     stop();
     throw error;

@@ -23,6 +23,8 @@ export interface ValidationView {
     readonly accel: string;
     readonly hostThp: HostThp;
     readonly hostKnobs: readonly string[];
+    /** Where host.ramAllocated_kB came from: "cgroup-v1" | "cgroup-v2" | "memfree". */
+    readonly allocatedSource?: string;
     readonly wallMs: number;
   };
   readonly model: { readonly guestKernel: string; readonly hostKernel: string };
@@ -115,6 +117,7 @@ function settingsTable(view: ValidationView): string {
     ["accel", view.real.accel],
     ["host THP", thp],
     ["host knobs set for the run", view.real.hostKnobs.join("; ") || "none"],
+    ["host allocated memory from", view.real.allocatedSource ?? "memfree"],
     ["model kernels", `guest ${view.model.guestKernel}, host ${view.model.hostKernel}`],
     ["real side wall time", `${view.real.wallMs} ms`],
   ];

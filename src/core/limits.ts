@@ -21,6 +21,8 @@ export const HPAGE_PMD_ORDER = 9;
 export const HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER;
 /** PAGE_ALLOC_COSTLY_ORDER (include/linux/mmzone.h). */
 export const PAGE_ALLOC_COSTLY_ORDER = 3;
+/** CONFIG_PCP_BATCH_SCALE_MAX default (mm/Kconfig, v6.7): pcp batches scale up to batch << 5. */
+export const CONFIG_PCP_BATCH_SCALE_MAX = 5;
 
 /**
  * enum migratetype (include/linux/mmzone.h) as Debian's amd64 kernels build it: CONFIG_CMA off,

@@ -159,23 +159,26 @@ export function createGuestMemory(config: GuestConfig): GuestMemory {
   };
   bootFreeMemory(memory);
   recalculateZoneLimits(memory);
-  zones.forEach((zone, index) => {
-    for (const set of memory.pcp[index]!) setupPcpHighAndBatch(set, zone, config.cpus, rules);
-  });
   return memory;
 }
 
 /**
  * Models init_per_zone_wmark_min (mm/page_alloc.c), which boot and memory hotplug (online_pages,
  * offline_pages in mm/memory_hotplug.c) both run: min_free_kbytes from the lowmem managed pages,
- * raised for THP (khugepaged_min_free_kbytes_update, v5.10), then every zone's watermarks and
- * lowmem reserves.
+ * raised for THP (khugepaged_min_free_kbytes_update, v5.10), then every zone's watermarks,
+ * lowmem reserves and per-cpu high and batch.
  */
 export function recalculateZoneLimits(memory: GuestMemory): void {
   const zones = memory.zones;
   memory.minFreeKbytes = minFreeKbytes(zones, memory.rules, memory.thpEnabled !== "never");
   setupPerZoneWmarks(zones, memory.minFreeKbytes, WATERMARK_SCALE_FACTOR_DEFAULT);
   setupPerZoneLowmemReserve(zones);
+  // setup_per_zone_wmarks → zone_pcp_update (v5.14; 5.6 online_pages): high follows the marks.
+  zones.forEach((zone, index) => {
+    for (const set of memory.pcp[index]!) {
+      setupPcpHighAndBatch(set, zone, memory.config.cpus, memory.rules);
+    }
+  });
 }
 
 /** The zone a pfn belongs to, or undefined for a hole. */

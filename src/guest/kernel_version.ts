@@ -57,7 +57,18 @@ export interface KernelRules {
    * support for collapsing PTE-mapped THP", v5.8, Kirill Shutemov); 5.6 fails SCAN_PAGE_COMPOUND.
    */
   readonly collapsePteMappedThp: boolean;
-  /** Per-cpu high auto-tuning (mm/page_alloc.c, v6.7, Huang Ying). */
+  /**
+   * Per-cpu bulk frees scale with pcp->free_factor (nr_pcp_free, v5.14, Mel Gorman), and an
+   * order 1..PAGE_ALLOC_COSTLY_ORDER free while free_factor is set empties the whole list
+   * (free_high in free_unref_page_commit), as in 6.1; v6.7 replaced both (pcpHighAutoTune).
+   */
+  readonly pcpFreeFactor: boolean;
+  /**
+   * Per-cpu high auto-tuning between high_min (low watermark / CPUs) and high_max (managed / 8 /
+   * CPUs), free_count, alloc_factor, PCPF_PREV_FREE_HIGH_ORDER and decay_pcp_high from vmstat
+   * refresh (mm/page_alloc.c, v6.7, Huang Ying); free_high needs free_count >= batch +
+   * high_min / 2 (v6.15).
+   */
   readonly pcpHighAutoTune: boolean;
   /**
    * Compaction keeps isolated free pages as per-order chunks split on demand, and migrates large
@@ -83,6 +94,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     rmqueueClaimSteal: false,
     minFreeKbytesMax: 65536,
     shmemSplitOnPunch: false,
+    pcpFreeFactor: false,
     pcpHighAutoTune: false,
     ptReclaim: false,
     thpQueueAtFault: false,
@@ -103,6 +115,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     rmqueueClaimSteal: false,
     minFreeKbytesMax: 262144,
     shmemSplitOnPunch: true,
+    pcpFreeFactor: true,
     pcpHighAutoTune: false,
     ptReclaim: false,
     thpQueueAtFault: false,
@@ -123,6 +136,7 @@ const RULES: Record<KernelVersion, KernelRules> = {
     rmqueueClaimSteal: true,
     minFreeKbytesMax: 262144,
     shmemSplitOnPunch: true,
+    pcpFreeFactor: false,
     pcpHighAutoTune: true,
     ptReclaim: true,
     thpQueueAtFault: true,

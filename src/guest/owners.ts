@@ -22,6 +22,8 @@ export interface Owner {
   released: boolean;
   /** Order at which a new fault maps this owner's memory (9 for a THP-eligible process). */
   readonly faultOrder: number;
+  /** A file's page index tree (xarray_nodes.ts): its radix_tree_node slab pages. */
+  indexTree: Owner | undefined;
 }
 
 export interface OwnerRegistry {
@@ -50,6 +52,7 @@ export function createOwner(
     hugePages: 0,
     released: false,
     faultOrder,
+    indexTree: undefined,
   };
   registry.owners.push(owner);
   return owner;

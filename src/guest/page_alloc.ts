@@ -32,10 +32,10 @@ import {
   gfpMigratetype,
 } from "./gfp.ts";
 import { type GuestMemory, zoneIndexOf, zoneOfPfn } from "./guest_memory.ts";
-import { drainPcp, pcpAlloc, pcpAllowedOrder, pcpFree } from "./pcp.ts";
+import { decayPcpHigh, drainPcp, pcpAlloc, pcpAllowedOrder, pcpFree } from "./pcp.ts";
 import { VmEvent } from "./vm_event.ts";
 import { wmarkPages, zoneWatermarkOk } from "./watermarks.ts";
-import { WMARK_LOW, WMARK_MIN, type Zone, ZoneType } from "./zone.ts";
+import { WMARK_HIGH, WMARK_LOW, WMARK_MIN, type Zone, ZoneType } from "./zone.ts";
 
 /** ALLOC_KSWAPD (mm/internal.h): wake kswapd on a boosted watermark. */
 const ALLOC_KSWAPD = 0x800;
@@ -176,6 +176,12 @@ function getPageFromFreelist(
     for (let type = highestZone; type >= 0; type--) {
       const zone = memory.zoneByType[type];
       if (zone === undefined || zone.managedPages === 0) continue;
+      // get_page_from_freelist (v6.7): note a zone below its high watermark (ZONE_BELOW_HIGH) so
+      // that frees shrink its per-cpu high.
+      if (memory.rules.pcpHighAutoTune && !zone.belowHigh) {
+        const high = wmarkPages(zone, WMARK_HIGH);
+        if (!zoneWatermarkOk(zone, order, high, highestZone, zone.freePages)) zone.belowHigh = true;
+      }
       const markPages = wmarkPages(zone, mark);
       if (!zoneWatermarkOk(zone, order, markPages, highestZone, zone.freePages)) continue;
       const pfn = rmqueue(memory, zone, order, migratetype, allocFlags);
@@ -348,13 +354,16 @@ export function kswapdBalance(memory: GuestMemory): void {
     // ZONE_MOVABLE of a virtio-mem guest would otherwise never be balanced.
     if (zone.managedPages === 0) continue;
     if (zone.watermarkBoost > 0) boosted = true;
-    const target = zone.watermark[2]! + zone.watermarkBoost;
+    const target = zone.watermark[WMARK_HIGH]! + zone.watermarkBoost;
     let guard = 0;
+    // balance_pgdat: set_reclaim_active / clear_reclaim_active (ZONE_RECLAIM_ACTIVE, v5.13).
+    zone.reclaimActive = true;
     while (zone.freePages < target && hooks !== undefined && guard < 1024) {
       guard++;
       if (hooks.reclaim(memory, SWAP_CLUSTER_MAX, false) === 0) break;
       drainAllPages(memory);
     }
+    zone.reclaimActive = false;
     zone.watermarkBoost = 0;
   }
   if (boosted) wakeupKcompactd(memory, pageblock_order);
@@ -364,6 +373,17 @@ export function kswapdBalance(memory: GuestMemory): void {
 /** Models wakeup_kcompactd: remember the highest order asked for. */
 export function wakeupKcompactd(memory: GuestMemory, order: number): void {
   memory.background.kcompactdOrder = Math.max(memory.background.kcompactdOrder, order);
+}
+
+/**
+ * Models the per-cpu part of vmstat refresh (refresh_cpu_vm_stats → decay_pcp_high, v6.7), run
+ * every sysctl_stat_interval (1 s) on every CPU: each zone's per-cpu high decays toward high_min.
+ */
+export function vmstatRefreshPcp(memory: GuestMemory): void {
+  if (!memory.rules.pcpHighAutoTune) return;
+  memory.zones.forEach((zone, index) => {
+    for (const set of memory.pcp[index]!) decayPcpHigh(memory.table, zone, set);
+  });
 }
 
 /** Models drain_all_pages: every CPU's per-cpu lists back to the buddy allocator. */

@@ -14,6 +14,7 @@ import type { GuestMemory } from "./guest_memory.ts";
 import { createOwner, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 import { VmEvent } from "./vm_event.ts";
+import { createIndexTree, freeIndexTree, growIndexTree, XA_CHUNK_SIZE } from "./xarray_nodes.ts";
 
 export interface PageCacheState {
   /** Files with page cache, oldest first (the reclaim order). */
@@ -26,11 +27,18 @@ export function createPageCacheState(): PageCacheState {
   return { files: [], oldest: 0 };
 }
 
-/** Fills `owner` page by page from `firstIndex`; returns pages that could not be allocated. */
+/**
+ * Fills `owner` page by page from `firstIndex`; returns pages that could not be allocated. The
+ * file's index tree grows as the pages go in (xas_nomem allocates a node before the page is
+ * stored), so its slab pages sit between the file's pages as they do in a real guest.
+ */
 export function fillFilePages(memory: GuestMemory, owner: Owner, firstIndex: number): number {
   let missing = 0;
+  if (owner.indexTree === undefined) owner.indexTree = createIndexTree(memory, owner);
+  const tree = owner.indexTree;
   for (let index = firstIndex; index < owner.pages.length; index++) {
     if (owner.pages[index] !== NO_PFN) continue;
+    if (index % XA_CHUNK_SIZE === 0) growIndexTree(memory, tree, index + 1);
     const pfn = allocPages(memory, GFP_HIGHUSER_MOVABLE, 0);
     if (pfn === NO_PFN) {
       missing++;
@@ -68,7 +76,10 @@ export function writeTmpfsFile(memory: GuestMemory, name: string, sizeBytes: num
   return owner;
 }
 
-/** Frees every page of a file (truncate_inode_pages, or unlink of a tmpfs file). */
+/**
+ * Frees every page of a file (truncate_inode_pages, or unlink of a tmpfs file), then its index
+ * tree's slab pages (the emptied nodes go back to the slab, the empty slabs to the allocator).
+ */
 export function releaseFile(memory: GuestMemory, owner: Owner): number {
   let freed = 0;
   for (let index = 0; index < owner.pages.length; index++) {
@@ -80,6 +91,7 @@ export function releaseFile(memory: GuestMemory, owner: Owner): number {
   }
   owner.residentPages = 0;
   owner.released = true;
+  if (owner.indexTree !== undefined) freeIndexTree(memory, owner.indexTree);
   return freed;
 }
 
@@ -114,7 +126,10 @@ export function reclaimPageCache(
       file.residentPages--;
       freed++;
     }
-    if (file.residentPages === 0) state.oldest++;
+    if (file.residentPages === 0) {
+      if (file.indexTree !== undefined) freeIndexTree(memory, file.indexTree);
+      state.oldest++;
+    }
   }
   memory.events[direct ? VmEvent.pgscan_direct : VmEvent.pgscan_kswapd]! += freed;
   memory.events[direct ? VmEvent.pgsteal_direct : VmEvent.pgsteal_kswapd]! += freed;

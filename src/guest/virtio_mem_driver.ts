@@ -52,7 +52,7 @@ import {
 } from "./contig_range.ts";
 import { FRAME_KIND_MASK, FRAME_TAIL, FrameKind, NO_PFN, ORDER_MASK } from "./frame_table.ts";
 import { __GFP_RETRY_MAYFAIL, GFP_KERNEL } from "./gfp.ts";
-import { type GuestMemory, recalculateZoneLimits, zoneIndexOf } from "./guest_memory.ts";
+import { type GuestMemory, recalculateZoneLimits } from "./guest_memory.ts";
 import {
   STRUCT_PAGE_BYTES,
   virtioMemSubblockMinPages,
@@ -60,7 +60,6 @@ import {
 } from "./memory_layout.ts";
 import { createOwner, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
-import { setupPcpHighAndBatch } from "./pcp.ts";
 import { type Zone, ZoneType } from "./zone.ts";
 
 const MiB = 1024 * 1024;
@@ -708,10 +707,7 @@ function onlinePages(driver: VirtioMemDriver, startPfn: number, count: number): 
  * zone's watermarks and reserves, zone_pcp_update the zone's per-cpu high and batch.
  */
 function zoneLimitsChanged(driver: VirtioMemDriver): void {
-  const { memory, zone } = driver;
-  recalculateZoneLimits(memory);
-  const sets = memory.pcp[zoneIndexOf(memory, zone)]!;
-  for (const set of sets) setupPcpHighAndBatch(set, zone, memory.config.cpus, memory.rules);
+  recalculateZoneLimits(driver.memory);
 }
 
 /** GFP mask of vmemmap_alloc_block (mm/sparse-vmemmap.c) once the slab allocator is up. */

@@ -69,6 +69,10 @@ export interface Zone {
   reportingOrder: number;
   /** Set when a free produced a block of at least reportingOrder (page_reporting_notify_free). */
   reportingRequested: boolean;
+  /** ZONE_RECLAIM_ACTIVE: kswapd is reclaiming it (set_reclaim_active, mm/vmscan.c, v5.13). */
+  reclaimActive: boolean;
+  /** ZONE_BELOW_HIGH: free pages fell below the high watermark (get_page_from_freelist, v6.7). */
+  belowHigh: boolean;
   /** compact_cached_migrate_pfn[0 async, 1 sync]: where the migration scanner resumes. */
   readonly compactCachedMigratePfn: Int32Array;
   /** compact_cached_free_pfn: where the free scanner resumes (a pageblock start). */
@@ -121,6 +125,8 @@ export function createZone(spec: ZoneSpec, rules: KernelRules): Zone {
     rules,
     reportingOrder: -1,
     reportingRequested: false,
+    reclaimActive: false,
+    belowHigh: false,
     // A zeroed struct zone: compact_zone re-initialises cached pfns found outside the zone.
     compactCachedMigratePfn: new Int32Array(2),
     compactCachedFreePfn: 0,

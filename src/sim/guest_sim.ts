@@ -34,7 +34,7 @@ import {
   khugepagedScan,
 } from "../guest/khugepaged.ts";
 import type { Owner } from "../guest/owners.ts";
-import { kswapdBalance } from "../guest/page_alloc.ts";
+import { kswapdBalance, vmstatRefreshPcp } from "../guest/page_alloc.ts";
 import {
   createPageCacheState,
   dropCaches,
@@ -67,7 +67,12 @@ export interface GuestSim {
   /** When khugepaged and kcompactd's timer next wake, in sim milliseconds. */
   khugepagedNextMs: number;
   kcompactdNextMs: number;
+  /** When vmstat refresh next runs (per-cpu high decay on 6.7+), in sim milliseconds. */
+  vmstatNextMs: number;
 }
+
+/** sysctl_stat_interval = HZ (mm/vmstat.c): vmstat_update runs once a second. */
+const STAT_INTERVAL_MS = 1000;
 
 export interface GuestSimOptions {
   readonly khugepaged?: KhugepagedKnobs;
@@ -107,6 +112,7 @@ export function createGuestSimFromMemory(
     processes: new Map(),
     khugepagedNextMs: khugepaged.scanSleepMillisecs,
     kcompactdNextMs: HPAGE_FRAG_CHECK_INTERVAL_MSEC,
+    vmstatNextMs: memory.rules.pcpHighAutoTune ? STAT_INTERVAL_MS : Number.POSITIVE_INFINITY,
   };
   memory.hooks = {
     reclaim: (_memory, targetPages, direct) => reclaim(sim, targetPages, direct),
@@ -145,9 +151,17 @@ export function advanceTime(sim: GuestSim, durationMs: number): void {
   for (;;) {
     runWokenThreads(sim);
     const proactive = memory.rules.proactiveCompaction;
-    const nextMs = Math.min(sim.khugepagedNextMs, proactive ? sim.kcompactdNextMs : endMs + 1);
+    const nextMs = Math.min(
+      sim.khugepagedNextMs,
+      proactive ? sim.kcompactdNextMs : endMs + 1,
+      sim.vmstatNextMs,
+    );
     if (nextMs > endMs) break;
     memory.clockMs = nextMs;
+    if (nextMs === sim.vmstatNextMs) {
+      vmstatRefreshPcp(memory);
+      sim.vmstatNextMs = nextMs + STAT_INTERVAL_MS;
+    }
     if (proactive && nextMs === sim.kcompactdNextMs) {
       sim.kcompactdNextMs = nextMs + proactiveCompactionCheck(memory, sim.kcompactd);
     }

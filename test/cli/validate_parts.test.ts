@@ -6,12 +6,34 @@ import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import { executeScenario } from "../../src/cli/scenario_execution.ts";
 import { parseScenarioText } from "../../src/cli/scenario_file.ts";
+import {
+  cgroupCharge,
+  memoryHierarchy,
+  parseCgroupStat,
+  parseMounts,
+} from "../../src/cli/validate_cgroup.ts";
 import { compareSnapshot, nearestModelKernel } from "../../src/cli/validate_compare.ts";
 import { cpioNewc, gzipCpio } from "../../src/cli/validate_cpio.ts";
-import { findRamMapping, parseMeminfo, parseSmaps } from "../../src/cli/validate_host_measure.ts";
+import {
+  findRamMapping,
+  type HostMeasurement,
+  hugeHeadFlags,
+  pagemapBlockCounts,
+  parseMeminfo,
+  parseSmaps,
+} from "../../src/cli/validate_host_measure.ts";
 import { moduleDepends } from "../../src/cli/validate_initramfs.ts";
-import { checkRealSteps } from "../../src/cli/validate_real_run.ts";
-import { parseBuddyinfo, parseVmstat, unusableIndex } from "../../src/cli/validate_snapshot.ts";
+import { allocatedDetail, checkRealSteps } from "../../src/cli/validate_real_run.ts";
+import {
+  hostBlocksText,
+  NOT_MEASURED,
+  parseBuddyinfo,
+  parseGuestBlocks,
+  parseVmstat,
+  realLadder,
+  unusableIndex,
+} from "../../src/cli/validate_snapshot.ts";
+import { qemuCommand } from "../../src/cli/validate_vm.ts";
 import { InputError } from "../../src/core/input_error.ts";
 
 describe("cpio newc", () => {
@@ -61,6 +83,119 @@ describe("parsers", () => {
   });
 });
 
+describe("QEMU's memory cgroup", () => {
+  test("v1 is found from the mounts when no cgroup2 mount has the memory controller", () => {
+    const mounts =
+      "cgroup2 /nonexistent/unified cgroup2 rw,relatime 0 0\n" +
+      "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n" +
+      "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n";
+    expect(parseMounts(mounts)[2]).toEqual([
+      "/sys/fs/cgroup/memory",
+      "cgroup",
+      ["rw", "relatime", "memory"],
+    ]);
+    expect(memoryHierarchy(mounts)).toEqual({ version: 1, root: "/sys/fs/cgroup/memory" });
+    expect(memoryHierarchy("proc /proc proc rw 0 0\n")).toBeUndefined();
+  });
+  test("memory.stat of v1 and v2 as a charge in kB", () => {
+    const v1 = parseCgroupStat(
+      "cache 8192\nrss 4194304\nrss_huge 2097152\nshmem 4096\n" +
+        "active_anon 3145728\ninactive_anon 2097152\n",
+    );
+    expect(cgroupCharge(1, v1, 10240)).toEqual({
+      anon_kB: 4096,
+      shmem_kB: 4,
+      anonThp_kB: 2048,
+      anonLru_kB: 5120,
+      file_kB: 8,
+      usage_kB: 10,
+    });
+    const v2 = parseCgroupStat(
+      "anon 2048\nfile 4096\nshmem 1024\nanon_thp 0\ninactive_anon 3072\n",
+    );
+    expect(cgroupCharge(2, v2, 0)).toMatchObject({
+      anon_kB: 2,
+      shmem_kB: 1,
+      anonLru_kB: 3,
+      file_kB: 4,
+    });
+  });
+  test("QEMU joins the cgroup through sh before exec, keeping setpriv", () => {
+    const command = qemuCommand(["-m", "640M"], "/cg/balloonlab-1/cgroup.procs");
+    expect(command.slice(0, 4)).toEqual([
+      "sh",
+      "-c",
+      'echo $$ > "$0" && exec "$@"',
+      "/cg/balloonlab-1/cgroup.procs",
+    ]);
+    expect(command.slice(-3)).toEqual(["qemu-system-x86_64", "-m", "640M"]);
+    expect(qemuCommand(["-m", "640M"])[0]).not.toBe("sh");
+  });
+  test("allocated: the cgroup's anon LRU less QEMU's own anon, plus hugetlb; else MemFree", () => {
+    const host = {
+      mapping: { start: 0, end: 0, name: "", fields: { Rss: 1000 } },
+      meminfo: { MemFree: 5000, HugePages_Total: 10, HugePages_Free: 7 },
+      qemuRss_kB: 1300,
+      qemuOwnAnon_kB: 200,
+    } as unknown as HostMeasurement;
+    const before = { memFree_kB: 7000, hugetlbUsed: 1, cgroup: undefined };
+    const memfree = allocatedDetail(before, host, undefined);
+    expect(memfree).toMatchObject({ source: "memfree", allocated_kB: 7000 - 5000 - 300 });
+    expect(memfree.hugetlb_kB).toBe(2 * 2048);
+    const cgroup = { version: 1 as const, dir: "/cg", procs: "/cg/cgroup.procs" };
+    const charge = cgroupCharge(1, { active_anon: 1200 * 1024, rss: 1100 * 1024 }, 0);
+    const detail = allocatedDetail({ ...before, cgroup }, host, charge);
+    expect(detail).toMatchObject({ source: "cgroup-v1", allocated_kB: 1000 + 2 * 2048 });
+  });
+});
+
+describe("THP ladder of the real side", () => {
+  /** A pagemap of `pages` entries: present with the given PFN, or absent (undefined). */
+  function pagemap(pfns: Array<number | undefined>): Buffer {
+    const buffer = Buffer.alloc(pfns.length * 8);
+    pfns.forEach((pfn, page) => {
+      if (pfn !== undefined) buffer.writeBigUInt64LE((1n << 63n) | BigInt(pfn), page * 8);
+    });
+    return buffer;
+  }
+  test("host: one aligned huge page behind all 512 pages, by PFN and kpageflags", () => {
+    const thpHead = (1n << 15n) | (1n << 22n);
+    const hugetlbHead = (1n << 15n) | (1n << 17n);
+    expect(hugeHeadFlags(thpHead)).toBe(true);
+    expect(hugeHeadFlags(hugetlbHead)).toBe(true);
+    expect(hugeHeadFlags(1n << 22n)).toBe(false);
+    const pfns: Array<number | undefined> = [];
+    for (let i = 0; i < 512; i++) pfns.push(1024 + i); // block 0: THP at pfn 1024
+    for (let i = 0; i < 512; i++) pfns.push(4096 + ((i * 7) % 512)); // block 1: scattered
+    for (let i = 0; i < 512; i++) pfns.push(i < 100 ? 8192 + i : undefined); // block 2: partial
+    for (let i = 0; i < 512; i++) pfns.push(2048 + i); // block 3: contiguous, not huge
+    const heads = new Map([
+      [1024n, thpHead],
+      [4096n, thpHead],
+      [8192n, hugetlbHead],
+    ]);
+    const counts = pagemapBlockCounts(pagemap(pfns), 2048, (pfn) => heads.get(pfn) ?? 0n);
+    expect([...counts.hostHuge]).toEqual([1, 0, 0, 0]);
+    expect(counts).toMatchObject({ fullBlocks: 3, partialBlocks: 1, emptyBlocks: 0 });
+    expect(counts.presentPages).toBe(3 * 512 + 100);
+    expect(hostBlocksText(counts.hostHuge)).toBe("H...");
+  });
+  test("guest blocks and host huge blocks make the ladder", () => {
+    const guest = parseGuestBlocks("BF\nHHt.\n");
+    expect(guest).toBe("BFHHt.");
+    const ladder = realLadder(guest, Uint8Array.from([1, 1, 1, 0, 1, 0, 1]));
+    expect(ladder).toEqual({
+      ballooned: 1,
+      free: 1,
+      hugeBoth: 1,
+      guestOnly: 1,
+      hostOnly: 2,
+      neither: 1,
+    });
+    expect(NOT_MEASURED).not.toContain("ladder");
+  });
+});
+
 describe("model side and verdicts", () => {
   test("host kernels map to the nearest model version", () => {
     expect(nearestModelKernel("6.18.44-fc-v657")).toBe("6.18");
@@ -80,6 +215,35 @@ describe("model side and verdicts", () => {
     off.host.ramResident_kB += 0.1 * 512 * 1024;
     const verdicts = compareSnapshot(snapshot, off, scenario.guest.memoryBytes);
     expect(verdicts.find((v) => v.quantity === "host.ramResident_kB")?.verdict).toBe("fail");
+  });
+  test("allocated: a real verdict from a cgroup, info from MemFree; ladder counts at 5 %", () => {
+    const scenario = parseScenarioText(
+      "guest: { memory: 512MiB }\nsteps:\n  - memhog: { size: 100MiB }\n  - snapshot: s\n",
+      "inline.yaml",
+    );
+    const snapshot = executeScenario(scenario).result.snapshots[0]!;
+    const off = structuredClone(snapshot);
+    off.host.ramAllocated_kB += 0.06 * 512 * 1024;
+    off.ladder.free += 13; // 5 % of 256 blocks is 12.8
+    const allocated = (source: "cgroup-v2" | "memfree") =>
+      compareSnapshot(snapshot, off, scenario.guest.memoryBytes, source).find(
+        (v) => v.quantity === "host.ramAllocated_kB",
+      );
+    expect(allocated("cgroup-v2")).toMatchObject({ verdict: "fail", tolerance: 0.05 * 512 * 1024 });
+    expect(allocated("memfree")?.verdict).toBe("info");
+    const ladder = compareSnapshot(snapshot, off, scenario.guest.memoryBytes, "cgroup-v1").filter(
+      (v) => v.quantity.startsWith("ladder."),
+    );
+    expect(ladder.map((v) => v.quantity.slice(7))).toEqual([
+      "hugeBoth",
+      "guestOnly",
+      "hostOnly",
+      "neither",
+      "free",
+      "ballooned",
+    ]);
+    expect(ladder.find((v) => v.quantity === "ladder.free")?.verdict).toBe("fail");
+    expect(ladder.filter((v) => v.verdict === "fail")).toHaveLength(1);
   });
   test("steps the real side cannot do are refused as bad input", () => {
     const scenario = parseScenarioText(

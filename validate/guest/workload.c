@@ -18,6 +18,16 @@
  *   cat PATH NAME              the file between `BLV BEGIN NAME` and `BLV END NAME`
  *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat, /proc/meminfo,
  *                              /proc/zoneinfo and /proc/slabinfo (read in this order)
+ *   kpageflags BLOCKS          the guest's view of each 2 MiB block of guest-physical RAM
+ *                              0 .. BLOCKS-1 from /proc/kpageflags and /proc/kpagecount, one
+ *                              character per block, 64 per line, between `BLV BEGIN blocks`
+ *                              and `BLV END blocks`: B all 512 pages in the balloon
+ *                              (KPF_OFFLINE), F all 512 free in the buddy allocator
+ *                              (KPF_BUDDY), H an anonymous THP starts at the block (KPF_THP,
+ *                              KPF_COMPOUND_HEAD, KPF_ANON) and all 512 of its pages are mapped
+ *                              (kpagecount >= 1: PMD-mapped, or PTE-mapped whole), t such a THP
+ *                              with some pages unmapped (split PMD, waiting for deferred split),
+ *                              . anything else
  *   poweroff                   sync and power the guest off
  *
  * At start it prints `BLV HELLO <release>` and waits for commands.
@@ -183,6 +193,70 @@ static int snapshot(void) {
   return error;
 }
 
+/* include/uapi/linux/kernel-page-flags.h */
+#define KPF_BUDDY 10
+#define KPF_ANON 12
+#define KPF_COMPOUND_HEAD 15
+#define KPF_THP 22
+#define KPF_OFFLINE 23
+#define BLOCK_PAGES 512
+
+static int read_at(int fd, unsigned long long *words, size_t count, off_t offset) {
+  size_t want = count * sizeof *words;
+  for (size_t done = 0; done < want;) {
+    ssize_t got = pread(fd, (char *)words + done, want - done, offset + (off_t)done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return got < 0 ? -errno : -EIO;
+    done += (size_t)got;
+  }
+  return 0;
+}
+
+static char block_kind(const unsigned long long *flags, const unsigned long long *counts) {
+  int offline = 0, buddy = 0, mapped = 0;
+  for (int i = 0; i < BLOCK_PAGES; i++) {
+    offline += (flags[i] >> KPF_OFFLINE) & 1;
+    buddy += (flags[i] >> KPF_BUDDY) & 1;
+    mapped += counts[i] > 0;
+  }
+  if (offline == BLOCK_PAGES) return 'B';
+  if (buddy == BLOCK_PAGES) return 'F';
+  unsigned long long head = (1ULL << KPF_THP) | (1ULL << KPF_COMPOUND_HEAD) | (1ULL << KPF_ANON);
+  if ((flags[0] & head) == head) return mapped == BLOCK_PAGES ? 'H' : 't';
+  return '.';
+}
+
+static int kpageflags(unsigned long blocks) {
+  int flags_fd = open("/proc/kpageflags", O_RDONLY);
+  if (flags_fd < 0) return -errno;
+  int counts_fd = open("/proc/kpagecount", O_RDONLY);
+  if (counts_fd < 0) {
+    int error = -errno;
+    close(flags_fd);
+    return error;
+  }
+  static unsigned long long flags[BLOCK_PAGES], counts[BLOCK_PAGES];
+  char line[65];
+  int used = 0, error = 0;
+  out("BLV BEGIN blocks\n");
+  for (unsigned long block = 0; block < blocks && error == 0; block++) {
+    off_t offset = (off_t)(block * BLOCK_PAGES * sizeof flags[0]);
+    error = read_at(flags_fd, flags, BLOCK_PAGES, offset);
+    if (error == 0) error = read_at(counts_fd, counts, BLOCK_PAGES, offset);
+    if (error != 0) break;
+    line[used++] = block_kind(flags, counts);
+    if (used == 64 || block + 1 == blocks) {
+      line[used] = '\0';
+      out("%s\n", line);
+      used = 0;
+    }
+  }
+  out("BLV END blocks\n");
+  close(flags_fd);
+  close(counts_fd);
+  return error;
+}
+
 static int run(char *line) {
   char *save = NULL;
   char *verb = strtok_r(line, " ", &save);
@@ -199,6 +273,7 @@ static int run(char *line) {
   if (strcmp(verb, "compact") == 0) return write_file("/proc/sys/vm/compact_memory", "1");
   if (strcmp(verb, "cat") == 0 && a && b) return cat_file(a, b);
   if (strcmp(verb, "snapshot") == 0) return snapshot();
+  if (strcmp(verb, "kpageflags") == 0 && a) return kpageflags(strtoul(a, NULL, 10));
   if (strcmp(verb, "poweroff") == 0) {
     out("BLV OK poweroff\n");
     sync();
