@@ -19,6 +19,7 @@ import {
   DEFAULT_BOOT_RESERVATION,
   type GuestLayout,
   guestLayout,
+  lateFreedPages,
   type MachineType,
   type VirtioMemConfig,
 } from "./memory_layout.ts";
@@ -158,7 +159,7 @@ export function createGuestMemory(config: GuestConfig): GuestMemory {
     hooks: undefined,
   };
   bootFreeMemory(memory);
-  recalculateZoneLimits(memory);
+  recalculateZoneLimits(memory, lateFreedPages(config.boot ?? DEFAULT_BOOT_RESERVATION));
   return memory;
 }
 
@@ -166,11 +167,15 @@ export function createGuestMemory(config: GuestConfig): GuestMemory {
  * Models init_per_zone_wmark_min (mm/page_alloc.c), which boot and memory hotplug (online_pages,
  * offline_pages in mm/memory_hotplug.c) both run: min_free_kbytes from the lowmem managed pages,
  * raised for THP (khugepaged_min_free_kbytes_update, v5.10), then every zone's watermarks,
- * lowmem reserves and per-cpu high and batch.
+ * lowmem reserves and per-cpu high and batch. At boot `lateFreed` pages (memory_layout.ts
+ * lateFreedPages) are not managed yet when min_free_kbytes is chosen; the watermarks are
+ * spread over every managed page (set_recommended_min_free_kbytes ends in
+ * setup_per_zone_wmarks, which runs again whenever THP is switched through sysfs).
  */
-export function recalculateZoneLimits(memory: GuestMemory): void {
+export function recalculateZoneLimits(memory: GuestMemory, lateFreed = 0): void {
   const zones = memory.zones;
-  memory.minFreeKbytes = minFreeKbytes(zones, memory.rules, memory.thpEnabled !== "never");
+  const thp = memory.thpEnabled !== "never";
+  memory.minFreeKbytes = minFreeKbytes(zones, memory.rules, thp, lateFreed);
   setupPerZoneWmarks(zones, memory.minFreeKbytes, WATERMARK_SCALE_FACTOR_DEFAULT);
   setupPerZoneLowmemReserve(zones);
   // setup_per_zone_wmarks → zone_pcp_update (v5.14; 5.6 online_pages): high follows the marks.

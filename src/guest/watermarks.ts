@@ -30,44 +30,86 @@ function lowmemManagedPages(zones: readonly Zone[]): number {
   return pages;
 }
 
+/** int_sqrt(lowmem_kbytes * 16) clamped to [128, minFreeKbytesMax] (calculate_min_free_kbytes). */
+function sqrtMinFreeKbytes(lowmemPages: number, rules: KernelRules): number {
+  const minFreeKbytes = intSqrt(lowmemPages * 4 * 16);
+  return Math.min(Math.max(minFreeKbytes, 128), rules.minFreeKbytesMax);
+}
+
 /**
  * Models calculate_min_free_kbytes (mm/page_alloc.c): int_sqrt(lowmem_kbytes * 16), clamped to
  * [128, 262144] (65536 before v5.7).
  */
 export function calculateMinFreeKbytes(zones: readonly Zone[], rules: KernelRules): number {
-  const lowmemKbytes = lowmemManagedPages(zones) * 4;
-  const minFreeKbytes = intSqrt(lowmemKbytes * 16);
-  return Math.min(Math.max(minFreeKbytes, 128), rules.minFreeKbytesMax);
+  return sqrtMinFreeKbytes(lowmemManagedPages(zones), rules);
 }
 
 /**
- * Models set_recommended_min_free_kbytes (mm/khugepaged.c): with THP enabled, at least
- * pageblock_nr_pages * nr_zones * (2 + MIGRATE_PCPTYPES^2) pages, capped at 5 % of lowmem,
- * counting populated zones up to gfp_zone(GFP_USER) (Normal; Movable is left out).
+ * Models set_recommended_min_free_kbytes (mm/khugepaged.c, the same from 5.6 to 6.18): with THP
+ * enabled, at least pageblock_nr_pages * nr_zones * (2 + MIGRATE_PCPTYPES^2) pages, capped at
+ * nr_free_buffer_pages() / 20 (5 % of the lowmem managed pages above each zone's high
+ * watermark, with the watermarks min_free_kbytes = `minFreeKbytesNow` gives), counting
+ * populated zones up to gfp_zone(GFP_USER) (Normal; Movable is left out).
  */
-export function recommendedMinFreeKbytes(zones: readonly Zone[]): number {
+function recommendedMinFreeKbytes(
+  zones: readonly Zone[],
+  managed: readonly number[],
+  minFreeKbytesNow: number,
+): number {
   let zoneCount = 0;
-  for (const zone of zones) {
-    if (zone.presentPages > 0 && zone.type !== ZoneType.Movable) zoneCount++;
-  }
+  let lowmemPages = 0;
+  zones.forEach((zone, index) => {
+    if (zone.type === ZoneType.Movable) return;
+    if (zone.presentPages > 0) zoneCount++;
+    lowmemPages += managed[index]!;
+  });
+  // nr_free_buffer_pages → nr_free_zone_pages: managed - high_wmark_pages per zone.
+  const pagesMin = Math.floor(minFreeKbytesNow / 4);
+  let freeBufferPages = 0;
+  zones.forEach((zone, index) => {
+    if (zone.type === ZoneType.Movable || lowmemPages === 0) return;
+    const pages = managed[index]!;
+    const min = Math.floor((pagesMin * pages) / lowmemPages);
+    const delta = Math.max(
+      Math.floor(min / 4),
+      Math.floor((pages * WATERMARK_SCALE_FACTOR_DEFAULT) / 10000),
+    );
+    freeBufferPages += Math.max(0, pages - (min + 2 * delta));
+  });
   let recommendedPages = pageblock_nr_pages * zoneCount * 2;
   recommendedPages += pageblock_nr_pages * zoneCount * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES;
-  recommendedPages = Math.min(recommendedPages, Math.floor(lowmemManagedPages(zones) / 20));
+  recommendedPages = Math.min(recommendedPages, Math.floor(freeBufferPages / 20));
   return recommendedPages * 4;
 }
 
 /**
- * min_free_kbytes as the kernel ends up with it: the square-root formula at boot, raised by
- * khugepaged when THP is enabled (start_stop_khugepaged → set_recommended_min_free_kbytes).
+ * min_free_kbytes as a booted kernel ends up with it: the square-root formula
+ * (init_per_zone_wmark_min, a postcore_initcall), raised by khugepaged when THP is enabled
+ * (hugepage_init → start_stop_khugepaged → set_recommended_min_free_kbytes, a subsys_initcall).
+ * Both run before the kernel frees its init sections and the initrd (free_initmem,
+ * free_initrd_mem), so they see `lateFreedPages` fewer managed pages (taken from the largest
+ * lowmem zone); memory hotplug recomputes both with every page managed (lateFreedPages 0).
  */
 export function minFreeKbytes(
   zones: readonly Zone[],
   rules: KernelRules,
   thpEnabled: boolean,
+  lateFreedPages = 0,
 ): number {
-  const formula = calculateMinFreeKbytes(zones, rules);
+  const managed = zones.map((zone) => zone.managedPages);
+  let largest = -1;
+  zones.forEach((zone, index) => {
+    if (zone.type === ZoneType.Movable) return;
+    if (largest < 0 || managed[index]! > managed[largest]!) largest = index;
+  });
+  if (largest >= 0) managed[largest] = Math.max(0, managed[largest]! - lateFreedPages);
+  let lowmemPages = 0;
+  zones.forEach((zone, index) => {
+    if (zone.type !== ZoneType.Movable) lowmemPages += managed[index]!;
+  });
+  const formula = sqrtMinFreeKbytes(lowmemPages, rules);
   if (!thpEnabled) return formula;
-  return Math.max(formula, recommendedMinFreeKbytes(zones));
+  return Math.max(formula, recommendedMinFreeKbytes(zones, managed, formula));
 }
 
 /**

@@ -10,7 +10,13 @@
 import { HPAGE_PMD_NR, NR_PAGE_ORDERS, PAGE_SIZE, pageblock_order } from "../core/limits.ts";
 import type { BalloonList } from "../guest/balloon_list.ts";
 import { unusableFreeIndex } from "../guest/fragmentation_index.ts";
-import { FRAME_KIND_MASK, FRAME_TAIL, FrameKind, ORDER_MASK } from "../guest/frame_table.ts";
+import {
+  FRAME_KIND_MASK,
+  FRAME_PCP,
+  FRAME_TAIL,
+  FrameKind,
+  ORDER_MASK,
+} from "../guest/frame_table.ts";
 import type { GuestMemory } from "../guest/guest_memory.ts";
 import { type ThpState, thpPmdMapped } from "../guest/thp.ts";
 import { VM_EVENT_NAMES, VmEvent } from "../guest/vm_event.ts";
@@ -207,6 +213,20 @@ function blockAll(memory: GuestMemory, pfn: number, kind: FrameKind): boolean {
   return true;
 }
 
+/**
+ * All 512 frames are in the buddy allocator: free, and none on a per-cpu list. This is what
+ * /proc/kpageflags calls KPF_BUDDY (stable_page_flags, fs/proc/page.c v6.1: PageBuddy or a free
+ * buddy tail), and what MemFree counts; pages on per-cpu lists are neither.
+ */
+function blockInBuddy(memory: GuestMemory, pfn: number): boolean {
+  const state = memory.table.state;
+  for (let page = 0; page < HPAGE_PMD_NR; page++) {
+    const frame = state[pfn + page]!;
+    if ((frame & FRAME_KIND_MASK) !== FrameKind.Free || (frame & FRAME_PCP) !== 0) return false;
+  }
+  return true;
+}
+
 export function thpLadder(input: VmSnapshotInput): ThpLadder {
   const ladder: ThpLadder = {
     hugeGuestAndHost: 0,
@@ -220,7 +240,7 @@ export function thpLadder(input: VmSnapshotInput): ThpLadder {
   for (let block = 0; block < ram.fullBlockCount; block++) {
     const pfn = pfnOfRamPage(map, block * HPAGE_PMD_NR);
     if (blockAll(memory, pfn, FrameKind.Balloon)) ladder.ballooned++;
-    else if (blockAll(memory, pfn, FrameKind.Free)) ladder.free++;
+    else if (blockInBuddy(memory, pfn)) ladder.free++;
     else {
       const guestHuge = guestHugeAt(memory, input.thp, pfn);
       const hostHuge = hostBlockHuge(ram, block);
