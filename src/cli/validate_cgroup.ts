@@ -171,3 +171,148 @@ export function readCgroupCharge(cgroup: QemuCgroup): CgroupCharge {
   const usage = Number(readFileSync(join(cgroup.dir, usageFile), "utf8").trim());
   return cgroupCharge(cgroup.version, stat, usage);
 }
+
+/** What a `hostPressure` step did to QEMU's cgroup (validation.json `real.pressure`, the log). */
+export interface PressureResult {
+  readonly sizeBytes: number;
+  readonly version: 1 | 2;
+  readonly usageBefore_kB: number;
+  readonly usageAfter_kB: number;
+  /** v1: the lowest limit that was accepted (kB); v2: the bytes asked of memory.reclaim. */
+  readonly lowest_kB: number;
+  /** The limit aimed at: usage - size, bounded below by the unreclaimable charge (kB). */
+  readonly target_kB: number;
+  readonly writes: number;
+  /** v1 EBUSY or v2 EAGAIN: the kernel could not reclaim further (reclaim ran to the end). */
+  readonly exhausted: boolean;
+  readonly message: string;
+}
+
+function errnoCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException).code;
+}
+
+function usageBytes(cgroup: QemuCgroup): number {
+  const file = cgroup.version === 1 ? "memory.usage_in_bytes" : "memory.current";
+  return Number(readFileSync(join(cgroup.dir, file), "utf8").trim());
+}
+
+/** The v1 limit steps from `usage` down to `target`, each a multiple of 4 KiB (about 32 steps). */
+export function limitSteps(usage: number, target: number): number[] {
+  const page = 4096;
+  const step = Math.max(4 * 2 ** 20, Math.ceil((usage - target) / 32 / page) * page);
+  const steps: number[] = [];
+  for (let limit = Math.floor(usage / page) * page - step; limit > target; limit -= step) {
+    steps.push(limit);
+  }
+  steps.push(Math.ceil(target / page) * page);
+  return steps;
+}
+
+/**
+ * Host memory pressure on QEMU alone: the kernel reclaims from QEMU's cgroup. With no swap only
+ * page cache and what the deferred split shrinker frees (the unmapped subpages of partly unmapped
+ * THPs, memcg-aware queue) can go. v1: memory.oom_control oom_kill_disable=1 for the step, then
+ * memory.limit_in_bytes lowered step by step from the charge towards (charge - size), bounded
+ * below by the charge that cannot be reclaimed (mapped anon + shmem), stopping at the first
+ * EBUSY (the kernel reclaimed all it could and kept the old limit); when `size` is more than can
+ * go, one more write 4 MiB below that bound, which the kernel refuses with EBUSY only after its
+ * reclaim made no more progress; then the old limit and oom_control are written back. v2:
+ * memory.reclaim of `size` (EAGAIN: less could be freed), likewise one more 4 MiB then.
+ * Both restores are also registered with `knobs` in case the run is interrupted.
+ */
+export function pressureCgroup(
+  cgroup: QemuCgroup,
+  sizeBytes: number,
+  knobs: HostKnobs,
+): PressureResult {
+  const kB = (bytes: number): number => Math.round(bytes / 1024);
+  const before = usageBytes(cgroup);
+  const charge = readCgroupCharge(cgroup);
+  const floor = (charge.anon_kB + charge.shmem_kB) * 1024;
+  const target = Math.max(before - sizeBytes, floor);
+  let writes = 0;
+  let exhausted = false;
+  let lowest = before;
+  if (cgroup.version === 2) {
+    try {
+      writes++;
+      writeFileSync(join(cgroup.dir, "memory.reclaim"), String(Math.max(0, before - target)));
+    } catch (error) {
+      if (errnoCode(error) !== "EAGAIN") throw error;
+      exhausted = true;
+    }
+    // Asked for more than can go: reclaim until the kernel can free no more (EAGAIN).
+    if (!exhausted && target === floor) {
+      try {
+        writes++;
+        writeFileSync(join(cgroup.dir, "memory.reclaim"), String(4 * 2 ** 20));
+      } catch (error) {
+        if (errnoCode(error) !== "EAGAIN") throw error;
+        exhausted = true;
+      }
+    }
+    lowest = before - Math.max(0, before - target);
+  } else {
+    const limitFile = join(cgroup.dir, "memory.limit_in_bytes");
+    const oomFile = join(cgroup.dir, "memory.oom_control");
+    const oldLimit = readFileSync(limitFile, "utf8").trim();
+    const oldOom = /oom_kill_disable\s+(\d)/.exec(readFileSync(oomFile, "utf8"))?.[1] ?? "0";
+    const restoreOom = knobs.temporary(`${oomFile}: oom_kill_disable ${oldOom} -> 1`, () =>
+      writeFileSync(oomFile, oldOom),
+    );
+    writeFileSync(oomFile, "1");
+    const restoreLimit = knobs.temporary(`${limitFile}: lowered, back to ${oldLimit}`, () => {
+      // "-1" for an unlimited old value (the file shows PAGE_COUNTER_MAX in bytes)
+      const unlimited = Number(oldLimit) >= 2 ** 62;
+      writeFileSync(limitFile, unlimited ? "-1" : oldLimit);
+    });
+    try {
+      for (const limit of limitSteps(before, target)) {
+        try {
+          writes++;
+          writeFileSync(limitFile, String(limit));
+          lowest = limit;
+        } catch (error) {
+          if (errnoCode(error) !== "EBUSY") throw error;
+          exhausted = true;
+          break;
+        }
+      }
+      // The size asked for more than can go: one limit below what cannot be reclaimed, which
+      // the kernel refuses (EBUSY) once its reclaim makes no more progress, so that reclaim (and
+      // the deferred split shrinker's scan of its whole queue) runs to the end.
+      if (!exhausted && target === floor && floor > 4 * 2 ** 20) {
+        try {
+          writes++;
+          writeFileSync(limitFile, String(floor - 4 * 2 ** 20));
+          lowest = floor - 4 * 2 ** 20;
+        } catch (error) {
+          if (errnoCode(error) !== "EBUSY") throw error;
+          exhausted = true;
+        }
+      }
+    } finally {
+      restoreLimit();
+      restoreOom();
+    }
+  }
+  const after = usageBytes(cgroup);
+  const how =
+    cgroup.version === 1
+      ? `limit lowered in ${writes} writes to ${kB(lowest)} kB${exhausted ? " (then EBUSY)" : ""}, restored`
+      : `memory.reclaim ${kB(before - target)} kB${exhausted ? " (EAGAIN)" : ""}`;
+  return {
+    sizeBytes,
+    version: cgroup.version,
+    usageBefore_kB: kB(before),
+    usageAfter_kB: kB(after),
+    lowest_kB: kB(lowest),
+    target_kB: kB(target),
+    writes,
+    exhausted,
+    message:
+      `hostPressure ${sizeBytes}: cgroup v${cgroup.version} usage ${kB(before)} kB, target ` +
+      `${kB(target)} kB; ${how}; usage now ${kB(after)} kB (${kB(before - after)} kB freed)`,
+  };
+}

@@ -7,9 +7,10 @@
 // (validate_vm.ts), the steps on the real guest (validate_real_run.ts), the model run and the
 // verdicts (validate_compare.ts).
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, hostname, release, tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { gzipSync } from "node:zlib";
 import type { Command } from "@commander-js/extra-typings";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import type { Scenario } from "../sim/scenario.ts";
@@ -29,6 +30,7 @@ import { buildInitramfs } from "./validate_initramfs.ts";
 import { checkPrerequisites, type GuestKernel, installPrerequisites } from "./validate_prereqs.ts";
 import { checkRealSteps, hostBefore, type RealRun, runRealScenario } from "./validate_real_run.ts";
 import { NOT_MEASURED } from "./validate_snapshot.ts";
+import { TRACE_EVENTS } from "./validate_trace.ts";
 import {
   isDirectory,
   type SuiteRow,
@@ -37,7 +39,15 @@ import {
   suiteRow,
   suiteTable,
 } from "./validate_suite.ts";
-import { backendObject, HostKnobs, qemuArgs, type RunningVm, startVm } from "./validate_vm.ts";
+import {
+  applyHostKhugepaged,
+  backendObject,
+  HostKnobs,
+  pagecacheDisk,
+  qemuArgs,
+  type RunningVm,
+  startVm,
+} from "./validate_vm.ts";
 import { writeValidationHtml } from "./validation_report.ts";
 
 export interface RealSide {
@@ -46,7 +56,12 @@ export interface RealSide {
   readonly kernel: string;
   readonly knobs: readonly string[];
   readonly wallMs: number;
+  /** QEMU's trace file (validate_trace.ts), gzipped, as it was when QEMU stopped. */
+  readonly traceGz: Buffer | undefined;
 }
+
+/** The name of the gzipped trace file in the output directory, next to real-proc/. */
+export const TRACE_FILE = "qemu-trace.log.gz";
 
 /** Boots the guest, runs the steps, always stops QEMU and restores host knobs. */
 export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Promise<RealSide> {
@@ -54,6 +69,8 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
   const workDir = mkdtempSync(join(tmpdir(), "balloonlab-validate-"));
   const knobs = new HostKnobs();
   let vm: RunningVm | undefined;
+  /** Stops and reaps QEMU while it boots (before `vm` is set). */
+  let reapBooting: (() => Promise<void>) | undefined;
   const cleanup = (): void => {
     vm?.stop();
     knobs.restore();
@@ -65,7 +82,7 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) return;
     signalled = true;
-    void (vm?.stopAndReap() ?? Promise.resolve()).finally(() => {
+    void (vm?.stopAndReap() ?? reapBooting?.() ?? Promise.resolve()).finally(() => {
       cleanup();
       process.stderr.write(`validate: ${signal}: QEMU stopped, host knobs restored\n`);
       process.exit(signal === "SIGINT" ? 130 : 143);
@@ -75,33 +92,65 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
   process.on("SIGTERM", onSignal);
   process.on("exit", cleanup);
   try {
-    const initramfs = buildInitramfs(workDir, kernel);
-    // Made first so that it is removed last, after QEMU is gone and the tmpfs is unmounted.
-    const cgroup = createQemuCgroup(knobs);
-    const backend = backendObject(scenario, workDir, knobs);
-    const before = hostBefore(cgroup);
-    const args = qemuArgs(scenario, kernel, { initramfs, workDir, backend });
-    vm = await startVm(args, workDir, cgroup?.procs);
-    process.stderr.write(
-      `validate: guest ${vm.guestRelease} up after ${Date.now() - started} ms\n`,
-    );
-    // Asked before the steps: after `poweroff` QEMU (-no-reboot) is gone and cannot answer.
-    const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
-    const run = await runRealScenario(vm, scenario, before);
-    await vm.guest.command("poweroff", 10_000).catch(() => undefined);
-    return {
-      run,
-      qemu: describeQemu(qemu),
-      kernel: vm.guestRelease,
-      knobs: [...knobs.log],
-      wallMs: Date.now() - started,
-    };
+    return await bootAndRun();
+  } catch (error) {
+    // The guest's kernel messages say why it stopped answering (an OOM kill, a panic).
+    const tail = consoleTail(join(workDir, "console.log"));
+    if (tail !== "") process.stderr.write(`validate: the guest's console ended with:\n${tail}\n`);
+    throw error;
   } finally {
     await vm?.stopAndReap();
     cleanup();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     process.off("exit", cleanup);
+  }
+
+  async function bootAndRun(): Promise<RealSide> {
+    const initramfs = buildInitramfs(workDir, kernel);
+    // Made first so that it is removed last, after QEMU is gone and the tmpfs is unmounted.
+    const cgroup = createQemuCgroup(knobs);
+    applyHostKhugepaged(scenario, knobs);
+    const backend = backendObject(scenario, workDir, knobs);
+    const before = hostBefore(cgroup);
+    const disk = pagecacheDisk(scenario, workDir);
+    const trace = join(workDir, "qemu-trace.log");
+    const args = qemuArgs(scenario, kernel, {
+      initramfs,
+      workDir,
+      backend,
+      disk: disk?.image,
+      trace,
+    });
+    vm = await startVm(args, workDir, cgroup?.procs, (reap) => {
+      reapBooting = reap;
+    });
+    process.stderr.write(
+      `validate: guest ${vm.guestRelease} up after ${Date.now() - started} ms\n`,
+    );
+    // Asked before the steps: after `poweroff` QEMU (-no-reboot) is gone and cannot answer.
+    const qemu = await vm.qmp.execute("query-version").catch(() => undefined);
+    const run = await runRealScenario(vm, scenario, before, knobs, disk?.files, trace);
+    await vm.guest.command("poweroff", 10_000).catch(() => undefined);
+    // Read before the work directory goes; QEMU flushes every event as it logs it.
+    const traceGz = existsSync(trace) ? gzipSync(readFileSync(trace)) : undefined;
+    return {
+      run,
+      qemu: describeQemu(qemu),
+      kernel: vm.guestRelease,
+      knobs: [...knobs.log],
+      wallMs: Date.now() - started,
+      traceGz,
+    };
+  }
+}
+
+/** The last lines of the guest's console log ("" if there is none). */
+function consoleTail(path: string, lines = 40): string {
+  try {
+    return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n").trim();
+  } catch {
+    return "";
   }
 }
 
@@ -136,6 +185,7 @@ export function validationJson(scenario: Scenario, real: RealSide) {
             realSnapshot,
             scenario.guest.memoryBytes,
             real.run.allocatedSource,
+            real.run.deferredSplit[realSnapshot.name],
           );
     snapshots[realSnapshot.name] = {
       model: modelSnapshot,
@@ -155,6 +205,10 @@ export function validationJson(scenario: Scenario, real: RealSide) {
       hostKnobs: real.knobs,
       allocatedSource: real.run.allocatedSource,
       allocated: real.run.allocated,
+      deferredSplit: real.run.deferredSplit,
+      pressure: real.run.pressure,
+      traceEvents: TRACE_EVENTS,
+      trace: real.run.trace,
       wallMs: real.wallMs,
       stepMs: real.run.stepMs,
       log: real.run.log,
@@ -205,6 +259,7 @@ async function validateFile(file: string, dir: string, set: string[], kernel: Gu
   const validation = validationJson(scenario, real);
   writeJsonAtomic(join(dir, "validation.json"), validation);
   writeRealProcFiles(join(dir, "real-proc"), real.run.procFiles);
+  if (real.traceGz !== undefined) writeFileAtomic(join(dir, TRACE_FILE), real.traceGz);
   const html = writeValidationHtml(dir, validation);
   printSummary(validation);
   process.stdout.write(

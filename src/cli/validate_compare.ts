@@ -117,6 +117,8 @@ export const TOLERANCES = {
   /** Ladder counts, of the 2 MiB blocks. */
   ladder: 0.05,
   thp: 0.05,
+  /** host.deferredSplit_kB (THPs on the deferred split queue, counted whole). */
+  deferredSplit: 0.05,
   blocks: 0.05,
   guestFree: 0.05,
   order: 0.05,
@@ -130,6 +132,7 @@ export function compareSnapshot(
   real: ResultSnapshotJson,
   ramBytes: number,
   allocatedSource: AllocatedSource = "memfree",
+  deferredSplit?: { readonly known: boolean; readonly note?: string },
 ): Verdict[] {
   const ram_kB = ramBytes / 1024;
   const blocks = ramBytes / (2 * 2 ** 20);
@@ -162,6 +165,20 @@ export function compareSnapshot(
         ),
     verdict("host.ramThp_kB", "kB", m.ramThp_kB, r.ramThp_kB, TOLERANCES.thp * ram_kB),
   ];
+  if (deferredSplit !== undefined) {
+    verdicts.push(
+      verdict(
+        "host.deferredSplit_kB",
+        "kB",
+        m.deferredSplit_kB,
+        r.deferredSplit_kB,
+        TOLERANCES.deferredSplit * ram_kB,
+        deferredSplit.known
+          ? "real: partly unmapped anon THPs behind guest RAM (pagemap, host kpageflags) and whole ones queued at fault, counted whole"
+          : `info: ${deferredSplit.note ?? "the host's queue is not known"}`,
+      ),
+    );
+  }
   verdicts.push(
     ...(["fullBlocks", "partialBlocks", "emptyBlocks"] as const).map((key) =>
       verdict(

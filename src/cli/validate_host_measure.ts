@@ -60,10 +60,20 @@ export interface BlockCounts {
    * /proc/kpageflags has KPF_COMPOUND_HEAD with KPF_THP or KPF_HUGE (hugetlb).
    */
   readonly hostHuge: Uint8Array;
+  /**
+   * Per block: 1 where all 512 pages map one anonymous host THP whole (hostHuge with KPF_ANON),
+   * 2 where some pages are present and they all belong to one anonymous 2 MiB host THP, but
+   * not all 512 are mapped (a partly unmapped THP: the host's deferred split queue has it), else
+   * 0; with the THP's head PFN in `anonThpHead` (0 elsewhere).
+   */
+  readonly anonThp: Uint8Array;
+  readonly anonThpHead: Float64Array;
 }
 
 /** include/uapi/linux/kernel-page-flags.h */
+export const KPF_ANON = 12n;
 export const KPF_COMPOUND_HEAD = 15n;
+export const KPF_COMPOUND_TAIL = 16n;
 export const KPF_HUGE = 17n;
 export const KPF_THP = 22n;
 
@@ -74,6 +84,40 @@ export function hugeHeadFlags(flags: bigint): boolean {
   const head = (flags >> KPF_COMPOUND_HEAD) & 1n;
   const huge = ((flags >> KPF_THP) & 1n) | ((flags >> KPF_HUGE) & 1n);
   return head === 1n && huge === 1n;
+}
+
+const bit = (flags: bigint, which: bigint): boolean => ((flags >> which) & 1n) === 1n;
+
+/** Whether host kpageflags `flags` are those of the head of an anonymous THP. */
+export function anonThpHeadFlags(flags: bigint): boolean {
+  return bit(flags, KPF_COMPOUND_HEAD) && bit(flags, KPF_THP) && bit(flags, KPF_ANON);
+}
+
+/**
+ * A block whose present pages (some, not all 512) are the subpages of one anonymous 2 MiB THP:
+ * every present page i maps PFN head + i, head 2 MiB-aligned, head's flags those of an anon THP
+ * head and the present pages' flags THP (a tail or the head). Returns the head PFN or 0.
+ */
+export function partialAnonThpHead(
+  buffer: Buffer,
+  first: number,
+  flagsOf: (pfn: bigint) => bigint,
+): number {
+  let head = -1n;
+  let present = 0;
+  for (let page = first; page < first + BLOCK_PAGES; page++) {
+    if ((buffer[page * 8 + 7]! & 0x80) === 0) continue;
+    present++;
+    const pfn = buffer.readBigUInt64LE(page * 8) & PFN_MASK;
+    const expected = pfn - BigInt(page - first);
+    if (head === -1n) head = expected;
+    if (expected !== head) return 0;
+  }
+  if (present === 0 || present === BLOCK_PAGES || head <= 0n) return 0;
+  if (head % BigInt(BLOCK_PAGES) !== 0n || !anonThpHeadFlags(flagsOf(head))) return 0;
+  // The last subpage is a tail of the same compound page (not a smaller folio at the head).
+  if (!bit(flagsOf(head + BigInt(BLOCK_PAGES - 1)), KPF_COMPOUND_TAIL)) return 0;
+  return Number(head);
 }
 
 /**
@@ -90,6 +134,8 @@ export function pagemapBlockCounts(
   let empty = 0;
   let present = 0;
   const hostHuge = new Uint8Array(Math.ceil(pages / BLOCK_PAGES));
+  const anonThp = new Uint8Array(hostHuge.length);
+  const anonThpHead = new Float64Array(hostHuge.length);
   for (let block = 0; block * BLOCK_PAGES < pages; block++) {
     let inBlock = 0;
     const first = block * BLOCK_PAGES;
@@ -110,8 +156,19 @@ export function pagemapBlockCounts(
     else if (inBlock === 0) empty++;
     else partial++;
     const whole = last - first === BLOCK_PAGES && inBlock === BLOCK_PAGES;
-    if (whole && contiguous && firstPfn !== 0n && hugeHeadFlags(flagsOf(firstPfn))) {
-      hostHuge[block] = 1;
+    if (whole && contiguous && firstPfn !== 0n) {
+      const flags = flagsOf(firstPfn);
+      if (hugeHeadFlags(flags)) hostHuge[block] = 1;
+      if (anonThpHeadFlags(flags)) {
+        anonThp[block] = 1;
+        anonThpHead[block] = Number(firstPfn);
+      }
+    } else if (inBlock > 0 && inBlock < BLOCK_PAGES && last - first === BLOCK_PAGES) {
+      const head = partialAnonThpHead(buffer, first, flagsOf);
+      if (head !== 0) {
+        anonThp[block] = 2;
+        anonThpHead[block] = head;
+      }
     }
   }
   const blocks2M = full + partial + empty;
@@ -122,6 +179,8 @@ export function pagemapBlockCounts(
     emptyBlocks: empty,
     presentPages: present,
     hostHuge,
+    anonThp,
+    anonThpHead,
   };
 }
 

@@ -1,6 +1,6 @@
 // `balloonlab validate` (issue #5): the guest's initramfs, built at run time into a work
-// directory. It holds Debian's static busybox, the guest kernel's virtio-balloon module and the
-// modules it depends on (read from each module's .modinfo `depends=`, since the unpacked
+// directory. It holds Debian's static busybox, the guest kernel's virtio-balloon and virtio-blk
+// modules and the modules they depend on (read from each module's .modinfo `depends=`, since the unpacked
 // package has no modules.dep), validate/init.sh as /init, and the workload compiled from
 // validate/guest/workload.c with `gcc -static`.
 
@@ -14,8 +14,18 @@ import type { GuestKernel } from "./validate_prereqs.ts";
 /** validate/ at the repository root. */
 export const VALIDATE_DIR = fileURLToPath(new URL("../../validate/", import.meta.url));
 
-/** The modules the guest loads: the balloon over PCI; their dependencies come first. */
-export const GUEST_MODULES: readonly string[] = ["virtio_pci", "virtio_balloon"];
+/**
+ * The modules the guest loads: the balloon over PCI and the block driver for the `pagecache`
+ * steps' disk (ext4 is built into Debian's cloud kernel; a kernel with ext4 as a
+ * module gets it and its dependencies too, see guestModules); dependencies come first.
+ */
+export const GUEST_MODULES: readonly string[] = ["virtio_pci", "virtio_balloon", "virtio_blk"];
+
+/** GUEST_MODULES, plus ext4 where the kernel has it as a module rather than built in. */
+export function guestModules(modulesDir: string): string[] {
+  const ext4 = join(modulesDir, "kernel", "fs", "ext4", "ext4.ko");
+  return existsSync(ext4) ? [...GUEST_MODULES, "ext4"] : [...GUEST_MODULES];
+}
 
 /** Every module file under `dir`, by module name (dashes as underscores). */
 function moduleFiles(dir: string, found = new Map<string, string>()): Map<string, string> {
@@ -77,7 +87,7 @@ export function buildWorkload(workDir: string): string {
 
 /** Builds initramfs.gz in `workDir` and returns its path. */
 export function buildInitramfs(workDir: string, kernel: GuestKernel): string {
-  const modules = resolveModules(kernel.modulesDir, GUEST_MODULES);
+  const modules = resolveModules(kernel.modulesDir, guestModules(kernel.modulesDir));
   const template = readFileSync(join(VALIDATE_DIR, "init.sh"), "utf8");
   const init = template.replace("@MODULES@", modules.map((module) => module.name).join(" "));
   const workload = readFileSync(buildWorkload(workDir));

@@ -15,6 +15,8 @@ export const REQUIRED_PACKAGES: ReadonlyArray<readonly [string, string]> = [
   ["busybox-static", "/bin/busybox"],
   ["gcc", "/usr/bin/gcc"],
   ["libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"],
+  // mke2fs: the read-only ext4 disk of the `pagecache` steps
+  ["e2fsprogs", "/sbin/mke2fs"],
 ];
 
 export const KERNEL_METAPACKAGE = "linux-image-cloud-amd64";

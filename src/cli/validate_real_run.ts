@@ -3,21 +3,27 @@
 // `balloon` is QMP `balloon` followed by polling `query-balloon` until the guest reaches the
 // target or stops moving, `wait` is real time, and `snapshot` reads the guest's /proc files and
 // its /proc/kpageflags per 2 MiB block, QEMU's smaps and pagemap (with the host's kpageflags) and
-// QEMU's memory cgroup (validate_cgroup.ts) for the memory allocated for guest RAM. Steps the real side cannot do yet are refused before QEMU starts.
+// QEMU's memory cgroup (validate_cgroup.ts) for the memory allocated for guest RAM and, with the
+// host's kpageflags, the THPs on the host's deferred split queue; `hostPressure` has the host
+// reclaim from QEMU's cgroup; `pagecache` reads a file of a read-only ext4 disk made for the run
+// (validate_vm.ts). Steps the real side cannot do yet are refused before QEMU starts.
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { InputError } from "../core/input_error.ts";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import type { Scenario, ScenarioStep } from "../sim/scenario.ts";
 import {
   type AllocatedSource,
   type CgroupCharge,
+  type PressureResult,
+  pressureCgroup,
   type QemuCgroup,
   readCgroupCharge,
 } from "./validate_cgroup.ts";
 import { type HostMeasurement, measureHost, parseMeminfo } from "./validate_host_measure.ts";
-import { hostBlocksText, realSnapshotJson } from "./validate_snapshot.ts";
-import type { RunningVm } from "./validate_vm.ts";
+import { hostBlocksText, parseVmstat, realSnapshotJson } from "./validate_snapshot.ts";
+import { countTrace, type TraceCounts } from "./validate_trace.ts";
+import type { HostKnobs, RunningVm } from "./validate_vm.ts";
 
 /** Step kinds the real side performs. */
 export const REAL_STEPS: ReadonlySet<ScenarioStep["kind"]> = new Set([
@@ -28,6 +34,8 @@ export const REAL_STEPS: ReadonlySet<ScenarioStep["kind"]> = new Set([
   "balloon",
   "wait",
   "snapshot",
+  "hostPressure",
+  "pagecache",
 ]);
 
 export function checkRealSteps(scenario: Scenario, file: string): void {
@@ -64,6 +72,95 @@ interface RunState {
   /** The guest's /proc files as read at each snapshot (snapshot name -> file name -> text). */
   readonly procFiles: Map<string, ReadonlyMap<string, string>>;
   readonly allocated: Record<string, AllocatedDetail>;
+  readonly knobs: HostKnobs | undefined;
+  /** Host THP (block -> head PFN) a complete reclaim took off the deferred split queue. */
+  readonly dequeued: Map<number, number>;
+  /** Why the queue's fully mapped THPs are not known any more (undefined: they are). */
+  queueUnknown: string | undefined;
+  /** Host /proc/vmstat slabs_scanned as this run last left it (shrinkers ran if it moved). */
+  slabsScanned: number;
+  readonly pressure: PressureResult[];
+  readonly deferredSplit: Record<string, DeferredSplitDetail>;
+  /** Step index -> the guest path of the file a `pagecache` step reads. */
+  readonly pagecacheFiles: ReadonlyMap<number, string>;
+  /** QEMU's trace file (validate_trace.ts), if it writes one. */
+  readonly traceFile: string | undefined;
+  readonly trace: Record<string, TraceCounts>;
+}
+
+/** How `host.deferredSplit_kB` was found at one snapshot (validation.json `real.deferredSplit`). */
+export interface DeferredSplitDetail {
+  readonly deferredSplit_kB: number;
+  /** Anonymous host THPs behind guest RAM with some subpages unmapped (always queued). */
+  readonly partialThps: number;
+  /** Anonymous host THPs behind guest RAM mapped whole. */
+  readonly wholeThps: number;
+  /** Of those, the ones counted as queued (queued at fault and not taken off by reclaim). */
+  readonly wholeQueued: number;
+  /** The host queues every new anonymous THP (v6.12+, shrink_underused 1). */
+  readonly queueAtFault: boolean;
+  /** false when host reclaim scanned the queue in a way this run cannot follow. */
+  readonly known: boolean;
+  readonly note?: string;
+  /** QEMU cgroup's unmapped anonymous LRU pages (anon LRU - shmem - mapped anon), kB. */
+  readonly cgroupUnmappedAnon_kB?: number;
+  /** Host-wide hugepages-2048kB/stats/nr_anon_partially_mapped (every process), THPs. */
+  readonly hostPartiallyMapped?: number;
+}
+
+const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
+
+function readNumber(path: string): number | undefined {
+  try {
+    const value = Number(readFileSync(path, "utf8").trim());
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Host /proc/vmstat slabs_scanned: objects shrinkers scanned, host-wide. */
+export function hostSlabsScanned(): number {
+  return parseVmstat(readFileSync("/proc/vmstat", "utf8")).slabs_scanned ?? 0;
+}
+
+/** Whether the host queues every new anonymous THP for the deferred split (v6.12+). */
+export function hostQueuesThpAtFault(): boolean {
+  const path = `${THP_DIR}/shrink_underused`;
+  return existsSync(path) && readNumber(path) === 1;
+}
+
+/**
+ * The host's deferred split queue for guest RAM, THPs counted whole as the model counts them:
+ * every partly unmapped anonymous THP (queued by the unmap), plus, on a host that queues every
+ * new THP, the whole-mapped ones no complete reclaim has taken off (`dequeued`). `known` is
+ * false once a shrinker ran that this run did not drive to the end.
+ */
+export function deferredSplitDetail(
+  anonThp: Uint8Array,
+  anonThpHead: Float64Array,
+  dequeued: ReadonlyMap<number, number>,
+  queueAtFault: boolean,
+  unknown: string | undefined,
+): DeferredSplitDetail {
+  let partialThps = 0;
+  let wholeThps = 0;
+  let wholeQueued = 0;
+  anonThp.forEach((kind, block) => {
+    if (kind === 2) partialThps++;
+    if (kind !== 1) return;
+    wholeThps++;
+    if (queueAtFault && dequeued.get(block) !== anonThpHead[block]) wholeQueued++;
+  });
+  return {
+    deferredSplit_kB: (partialThps + wholeQueued) * 2048,
+    partialThps,
+    wholeThps,
+    wholeQueued,
+    queueAtFault,
+    known: unknown === undefined,
+    ...(unknown === undefined ? {} : { note: unknown }),
+  };
 }
 
 /** What the host looked like before QEMU started, and QEMU's memory cgroup. */
@@ -72,6 +169,8 @@ export interface HostBefore {
   /** HugePages_Total - HugePages_Free, pages. */
   readonly hugetlbUsed: number;
   readonly cgroup: QemuCgroup | undefined;
+  /** Host /proc/vmstat slabs_scanned. */
+  readonly slabsScanned: number;
 }
 
 /** How `host.ramAllocated_kB` was found at one snapshot (validation.json `real.allocated`). */
@@ -154,6 +253,27 @@ async function snapshotStep(state: RunState, name: string): Promise<ResultSnapsh
     state.before.cgroup === undefined ? undefined : readCgroupCharge(state.before.cgroup);
   const allocated = allocatedDetail(state.before, host, charge);
   state.allocated[name] = allocated;
+  const trace = readTrace(state);
+  if (trace !== undefined) state.trace[name] = trace;
+  if (hostSlabsScanned() !== state.slabsScanned && state.queueUnknown === undefined) {
+    state.queueUnknown = "host shrinkers ran outside this run's hostPressure steps";
+  }
+  const split = deferredSplitDetail(
+    host.blocks.anonThp,
+    host.blocks.anonThpHead,
+    state.dequeued,
+    hostQueuesThpAtFault(),
+    state.queueUnknown,
+  );
+  state.deferredSplit[name] = {
+    ...split,
+    ...(charge === undefined
+      ? {}
+      : {
+          cgroupUnmappedAnon_kB: Math.max(0, charge.anonLru_kB - charge.shmem_kB - charge.anon_kB),
+        }),
+    hostPartiallyMapped: readNumber(`${THP_DIR}/hugepages-2048kB/stats/nr_anon_partially_mapped`),
+  };
   state.procFiles.set(
     name,
     new Map([...guestFiles, ["host-blocks", hostBlocksText(host.blocks.hostHuge)]]),
@@ -164,11 +284,20 @@ async function snapshotStep(state: RunState, name: string): Promise<ResultSnapsh
     guestFiles,
     host,
     allocated_kB: allocated.allocated_kB,
+    deferredSplit_kB: split.deferredSplit_kB,
     ramBytes,
     balloonActualBytes: await balloonActual(vm),
     balloonTargetBytes: state.targetBytes,
     balloonTimeMs: state.balloonTimeMs,
+    trace,
   });
+}
+
+/** The trace file's counts so far (undefined without a trace file). */
+function readTrace(state: RunState): TraceCounts | undefined {
+  if (state.traceFile === undefined) return undefined;
+  const text = existsSync(state.traceFile) ? readFileSync(state.traceFile, "latin1") : "";
+  return countTrace(text, state.scenario.balloon.freePageReporting.enabled);
 }
 
 /** Commands that apply the scenario's guest settings (init_on_alloc is on the command line). */
@@ -185,7 +314,38 @@ export function guestSettingCommands(scenario: Scenario): string[] {
   return commands;
 }
 
-async function runStep(state: RunState, step: ScenarioStep, out: ResultSnapshotJson[]) {
+/**
+ * hostPressure: the kernel reclaims from QEMU's memory cgroup (validate_cgroup.ts). When reclaim
+ * ran out (v1 EBUSY, v2 EAGAIN) the deferred split shrinker scanned its whole queue: partly
+ * unmapped THPs were split and whole ones taken off, which `dequeued` remembers; a reclaim that
+ * stopped at its target scanned part of it, and the queue's whole THPs are unknown after it.
+ */
+function hostPressureStep(state: RunState, sizeBytes: number): void {
+  const cgroup = state.before.cgroup;
+  if (cgroup === undefined || state.knobs === undefined) {
+    throw new Error("validate: hostPressure needs QEMU's memory cgroup, and none could be made");
+  }
+  const result = pressureCgroup(cgroup, sizeBytes, state.knobs);
+  state.pressure.push(result);
+  state.log.push(result.message);
+  process.stderr.write(`validate: ${result.message}\n`);
+  if (result.exhausted) {
+    const host = measureHost(state.vm.pid, state.scenario.guest.memoryBytes);
+    host.blocks.anonThp.forEach((kind, block) => {
+      if (kind === 1) state.dequeued.set(block, host.blocks.anonThpHead[block]!);
+    });
+  } else if (result.usageBefore_kB - result.usageAfter_kB > 0) {
+    state.queueUnknown ??= `hostPressure ${sizeBytes} reclaimed to its target: the shrinker scanned part of the queue`;
+  }
+  state.slabsScanned = hostSlabsScanned();
+}
+
+async function runStep(
+  state: RunState,
+  step: ScenarioStep,
+  index: number,
+  out: ResultSnapshotJson[],
+) {
   const guest = state.vm.guest;
   const minute = 600_000;
   switch (step.kind) {
@@ -213,6 +373,15 @@ async function runStep(state: RunState, step: ScenarioStep, out: ResultSnapshotJ
     case "snapshot":
       out.push(await snapshotStep(state, step.name));
       return;
+    case "hostPressure":
+      hostPressureStep(state, step.sizeBytes);
+      return;
+    case "pagecache": {
+      const file = state.pagecacheFiles.get(index);
+      if (file === undefined) throw new Error(`validate: no disk file for step ${index}`);
+      await guest.command(`pagecache ${file} ${step.drop ? 1 : 0}`, minute);
+      return;
+    }
     default:
       throw new Error(`validate: step ${step.kind} is not performed on a real guest`);
   }
@@ -227,13 +396,24 @@ export interface RealRun {
   /** Where `host.ramAllocated_kB` came from, and its parts per snapshot. */
   readonly allocatedSource: AllocatedSource;
   readonly allocated: Readonly<Record<string, AllocatedDetail>>;
+  /** How the deferred split queue was found per snapshot. */
+  readonly deferredSplit: Readonly<Record<string, DeferredSplitDetail>>;
+  /** What each hostPressure step did. */
+  readonly pressure: readonly PressureResult[];
+  /** QEMU's trace events counted per snapshot (empty without a trace file). */
+  readonly trace: Readonly<Record<string, TraceCounts>>;
 }
 
 /** Host MemFree and hugetlb pages in use now (taken before QEMU starts). */
 export function hostBefore(cgroup: QemuCgroup | undefined): HostBefore {
   const meminfo = parseMeminfo(readFileSync("/proc/meminfo", "utf8"));
   const hugetlbUsed = (meminfo.HugePages_Total ?? 0) - (meminfo.HugePages_Free ?? 0);
-  return { memFree_kB: meminfo.MemFree ?? 0, hugetlbUsed, cgroup };
+  return {
+    memFree_kB: meminfo.MemFree ?? 0,
+    hugetlbUsed,
+    cgroup,
+    slabsScanned: hostSlabsScanned(),
+  };
 }
 
 /** Performs the scenario's steps on a started guest. */
@@ -241,6 +421,9 @@ export async function runRealScenario(
   vm: RunningVm,
   scenario: Scenario,
   before: HostBefore,
+  knobs?: HostKnobs,
+  pagecacheFiles: ReadonlyMap<number, string> = new Map(),
+  traceFile?: string,
 ): Promise<RealRun> {
   const state: RunState = {
     vm,
@@ -252,15 +435,24 @@ export async function runRealScenario(
     log: [],
     procFiles: new Map(),
     allocated: {},
+    knobs,
+    dequeued: new Map(),
+    queueUnknown: undefined,
+    slabsScanned: before.slabsScanned,
+    pressure: [],
+    deferredSplit: {},
+    pagecacheFiles,
+    traceFile,
+    trace: {},
   };
   for (const command of guestSettingCommands(scenario)) {
     await vm.guest.command(command, 60_000);
   }
   const snapshots: ResultSnapshotJson[] = [];
   const stepMs: number[] = [];
-  for (const step of scenario.steps) {
+  for (const [index, step] of scenario.steps.entries()) {
     const started = Date.now();
-    await runStep(state, step, snapshots);
+    await runStep(state, step, index, snapshots);
     stepMs.push(Date.now() - started);
     process.stderr.write(`validate: ${step.kind} ${Date.now() - started} ms\n`);
   }
@@ -277,5 +469,8 @@ export async function runRealScenario(
     stepMs,
     allocatedSource,
     allocated: state.allocated,
+    deferredSplit: state.deferredSplit,
+    pressure: state.pressure,
+    trace: state.trace,
   };
 }

@@ -2,11 +2,13 @@
 // (src/sim/result_json.ts). The guest side comes from the guest's own /proc files printed by the
 // workload; the host side from validate_host_measure.ts; the balloon from QMP query-balloon.
 // The ladder combines the guest's /proc/kpageflags per 2 MiB block (the workload's `kpageflags`)
-// with the host's huge pages per block. What the real side cannot measure (yet) is 0 and named
-// in `notMeasured`, and the comparison gives it no verdict.
+// with the host's huge pages per block; the discard syscalls and balloon requests from QEMU's
+// trace events (validate_trace.ts). What the real side cannot measure (yet) is 0 and named in
+// `notMeasured`, and the comparison gives it no verdict.
 
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import { type HostMeasurement, parseMeminfo } from "./validate_host_measure.ts";
+import type { TraceCounts } from "./validate_trace.ts";
 
 const MiB = 2 ** 20;
 
@@ -51,19 +53,20 @@ export interface RealSnapshotInput {
   readonly host: HostMeasurement;
   /** Host memory allocated for guest RAM, kB (cgroup or MemFree, see validate_real_run.ts). */
   readonly allocated_kB: number;
+  /** THPs on the host's deferred split queue for guest RAM, counted whole, kB. */
+  readonly deferredSplit_kB?: number;
   readonly ramBytes: number;
   readonly balloonActualBytes: number;
   readonly balloonTargetBytes: number;
   readonly balloonTimeMs: number;
+  /** QEMU's trace events so far: discard syscalls and balloon requests (validate_trace.ts). */
+  readonly trace?: Pick<TraceCounts, "madvise" | "fallocate" | "requests">;
 }
 
 /** Fields of the snapshot format the real side does not measure. */
 export const NOT_MEASURED: readonly string[] = [
-  "host.deferredSplit_kB",
-  "host.syscalls",
   "host.residentByCause_kB",
   "host.counters",
-  "balloon.requests",
   "balloon.device",
 ];
 
@@ -127,7 +130,7 @@ export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
     host: {
       ramResident_kB: blocks.presentPages * 4,
       ramAllocated_kB: input.allocated_kB,
-      deferredSplit_kB: 0,
+      deferredSplit_kB: input.deferredSplit_kB ?? 0,
       ramThp_kB,
       residency: {
         blocks2M: blocks.blocks2M,
@@ -145,7 +148,7 @@ export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
         total: input.host.meminfo.HugePages_Total ?? 0,
         free: input.host.meminfo.HugePages_Free ?? 0,
       },
-      syscalls: { madvise: 0, fallocate: 0 },
+      syscalls: { madvise: input.trace?.madvise ?? 0, fallocate: input.trace?.fallocate ?? 0 },
       memFree_kB: input.host.meminfo.MemFree ?? 0,
       residentByCause_kB: {},
       counters: {},
@@ -153,7 +156,7 @@ export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
     balloon: {
       pagesInflated: Math.round((input.ramBytes - input.balloonActualBytes) / 4096),
       logicalSizeMiB: input.balloonActualBytes / MiB,
-      requests: 0,
+      requests: input.trace?.requests ?? 0,
       targetMiB: input.balloonTargetBytes / MiB,
       device: {},
       balloonTimeMs: input.balloonTimeMs,

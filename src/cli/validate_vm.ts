@@ -4,14 +4,26 @@
 // console) to a log file, ttyS1 (the workload's command channel) and QMP as unix sockets this
 // process listens on. QEMU never outlives the command: it runs under `setpriv --pdeathsig KILL`
 // and is killed on exit, SIGINT, SIGTERM and errors; host knobs (a huge=always tmpfs mount,
-// hugetlb pages reserved, QEMU's memory cgroup, validate_cgroup.ts) are undone the same way.
+// hugetlb pages reserved, the scenario's khugepaged settings, QEMU's memory cgroup,
+// validate_cgroup.ts) are undone the same way. A scenario with `pagecache` steps also gets a
+// read-only ext4 disk (extents, no journal) with one file per step.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Scenario } from "../sim/scenario.ts";
 import type { GuestKernel } from "./validate_prereqs.ts";
 import { GuestChannel, QmpClient, SocketListener } from "./validate_qmp.ts";
+import { qemuTraceArgs } from "./validate_trace.ts";
 
 const MiB = 2 ** 20;
 
@@ -30,6 +42,39 @@ export class HostKnobs {
     const old = readFileSync(path, "utf8").trim();
     writeFileSync(path, value);
     this.add(`${path}: ${old} -> ${value}`, () => writeFileSync(path, old));
+  }
+
+  /**
+   * Writes a sysfs/procfs knob only when its value differs (compared as numbers or text),
+   * restored like writeFile; an equal value is only recorded.
+   */
+  setKnob(path: string, value: string): void {
+    const old = readFileSync(path, "utf8").trim();
+    if (
+      old === value ||
+      (/^-?\d+$/.test(old) && /^-?\d+$/.test(value) && Number(old) === Number(value))
+    ) {
+      this.log.push(`${path}: ${old} (already)`);
+      return;
+    }
+    this.writeFile(path, value);
+  }
+
+  /**
+   * An undo action for a change that is undone before the run ends (`done()` runs it at once
+   * and drops it from the list); until then it is undone with the rest on any exit path.
+   */
+  temporary(what: string, action: () => void): () => void {
+    const entry = { what, action };
+    this.undo.push(entry);
+    let ran = false;
+    return () => {
+      if (ran) return;
+      ran = true;
+      const index = this.undo.indexOf(entry);
+      if (index >= 0) this.undo.splice(index, 1);
+      action();
+    };
   }
 
   restore(): void {
@@ -54,6 +99,23 @@ function unmount(mount: string): void {
     }
   }
   execFileSync("umount", ["-l", mount]);
+}
+
+const KHUGEPAGED = "/sys/kernel/mm/transparent_hugepage/khugepaged";
+
+/**
+ * The scenario's host khugepaged settings written to the host before QEMU starts (only the ones
+ * that differ), restored with the other knobs. Host THP enabled/defrag/shmem_enabled are not
+ * changed: the model takes the host's real values instead (validate_compare.ts).
+ */
+export function applyHostKhugepaged(scenario: Scenario, knobs: HostKnobs): void {
+  const { scanSleepMs, pagesToScan, maxPtesNone } = scenario.host.khugepaged;
+  const settings: Array<[string, number]> = [
+    ["scan_sleep_millisecs", scanSleepMs],
+    ["pages_to_scan", pagesToScan],
+    ["max_ptes_none", maxPtesNone],
+  ];
+  for (const [file, value] of settings) knobs.setKnob(join(KHUGEPAGED, file), String(value));
 }
 
 /** The -object for guest RAM, with the host setup its backing needs. */
@@ -84,10 +146,87 @@ export function backendObject(scenario: Scenario, workDir: string, knobs: HostKn
   }
 }
 
+/** The read-only ext4 disk of a scenario's `pagecache` steps: the image and each step's file. */
+export interface PagecacheDisk {
+  readonly image: string;
+  /** Step index -> the file's path in the guest (on /mnt/data). */
+  readonly files: ReadonlyMap<number, string>;
+}
+
+/** The file a `pagecache` step reads, in the disk's root, by the step's index. */
+export function pagecacheFileName(stepIndex: number): string {
+  return `pagecache-${stepIndex}`;
+}
+
+/** The image size for files of these sizes: theirs, 2 % for the file system's blocks, 16 MiB more, in MiB. */
+export function pagecacheImageMiB(sizes: readonly number[]): number {
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  return Math.ceil((total * 1.02) / MiB) + 16;
+}
+
+/**
+ * For a scenario with `pagecache` steps, an ext4 image made with `mke2fs -t ext4 -d` in the work
+ * directory holding one file of the step's size per step (written with a non-zero pattern, so no
+ * holes), attached read-only as virtio disk /dev/vda; undefined when there is no such step.
+ */
+export function pagecacheDisk(scenario: Scenario, workDir: string): PagecacheDisk | undefined {
+  const steps: Array<[number, number]> = [];
+  scenario.steps.forEach((step, index) => {
+    if (step.kind === "pagecache") steps.push([index, step.sizeBytes]);
+  });
+  if (steps.length === 0) return undefined;
+  const dir = join(workDir, "pagecache-files");
+  mkdirSync(dir, { recursive: true });
+  const chunk = Buffer.alloc(MiB, 0x5a);
+  const files = new Map<number, string>();
+  for (const [index, size] of steps) {
+    const name = pagecacheFileName(index);
+    const fd = openSync(join(dir, name), "w");
+    try {
+      for (let done = 0; done < size; ) {
+        const length = Math.min(chunk.length, size - done);
+        done += writeSync(fd, chunk, 0, length);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    files.set(index, `/mnt/data/${name}`);
+  }
+  const image = join(workDir, "pagecache.ext4");
+  const sizeMiB = pagecacheImageMiB(steps.map(([, size]) => size));
+  execFileSync(
+    "mke2fs",
+    [
+      "-q",
+      "-t",
+      "ext4",
+      // Extents without a journal: a file's block map is a few extent entries in its inode, so
+      // reading it brings no indirect blocks into the page cache (ext2 reads one per 4 MiB,
+      // which lands between the data pages and stays after drop_caches).
+      "-O",
+      "^has_journal",
+      "-b",
+      "4096",
+      "-m",
+      "0",
+      "-N",
+      "128",
+      "-d",
+      dir,
+      "-F",
+      image,
+      `${sizeMiB}M`,
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  rmSync(dir, { recursive: true, force: true });
+  return { image, files };
+}
+
 export function qemuArgs(
   scenario: Scenario,
   kernel: GuestKernel,
-  files: { initramfs: string; workDir: string; backend: string },
+  files: { initramfs: string; workDir: string; backend: string; disk?: string; trace?: string },
 ): string[] {
   const { guest, balloon } = scenario;
   const reporting = balloon.freePageReporting.enabled ? "on" : "off";
@@ -109,6 +248,10 @@ export function qemuArgs(
     ...["-chardev", `socket,id=qmp,path=${join(files.workDir, "qmp.sock")}`],
     ...["-mon", "chardev=qmp,mode=control", "-monitor", "none"],
     ...["-device", `virtio-balloon-pci,id=balloon0,free-page-reporting=${reporting}`],
+    ...(files.disk === undefined
+      ? []
+      : ["-drive", `file=${files.disk},if=virtio,format=raw,readonly=on`]),
+    ...(files.trace === undefined ? [] : qemuTraceArgs(files.trace)),
   ];
 }
 
@@ -170,6 +313,7 @@ export async function startVm(
   args: readonly string[],
   workDir: string,
   cgroupProcs?: string,
+  onSpawn?: (stopAndReap: () => Promise<void>) => void,
 ): Promise<RunningVm> {
   const ctl = await SocketListener.listen(join(workDir, "ctl.sock"));
   const qmpListener = await SocketListener.listen(join(workDir, "qmp.sock"));
@@ -208,6 +352,8 @@ export async function startVm(
     await Promise.race([exitEvent, timeout]);
     clearTimeout(timer);
   };
+  // Before the guest is up, a signal handler can only stop QEMU through this.
+  onSpawn?.(stopAndReap);
   try {
     const guestSocket = await Promise.race([ctl.accept(30_000, "serial"), exited]);
     const qmpSocket = await Promise.race([qmpListener.accept(30_000, "QMP"), exited]);
@@ -226,7 +372,8 @@ export async function startVm(
       stopAndReap,
     };
   } catch (error) {
-    stop();
+    // Reaped, not only killed: a zombie would keep QEMU's memory cgroup from being removed.
+    await stopAndReap();
     throw error;
   }
 }

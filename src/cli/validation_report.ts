@@ -25,6 +25,8 @@ export interface ValidationView {
     readonly hostKnobs: readonly string[];
     /** Where host.ramAllocated_kB came from: "cgroup-v1" | "cgroup-v2" | "memfree". */
     readonly allocatedSource?: string;
+    /** What the real side did besides the steps' commands (balloon, hostPressure). */
+    readonly log?: readonly string[];
     readonly wallMs: number;
   };
   readonly model: { readonly guestKernel: string; readonly hostKernel: string };
@@ -121,6 +123,9 @@ function settingsTable(view: ValidationView): string {
     ["model kernels", `guest ${view.model.guestKernel}, host ${view.model.hostKernel}`],
     ["real side wall time", `${view.real.wallMs} ms`],
   ];
+  for (const line of view.real.log ?? []) {
+    if (line.startsWith("hostPressure")) rows.push(["host pressure", line]);
+  }
   const cells = rows.map(([key, value]) => [escapeHtml(key), escapeHtml(value)]);
   return tableHtml(["setting", "value"], cells, "settings");
 }

@@ -2,12 +2,16 @@
 // module dependencies read from .modinfo, the /proc parsers, pagemap-free smaps parsing, the
 // host kernel mapped to the model's nearest version, and the verdicts with their tolerances.
 // Method: small hand-made inputs with known answers.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import { executeScenario } from "../../src/cli/scenario_execution.ts";
 import { parseScenarioText } from "../../src/cli/scenario_file.ts";
 import {
   cgroupCharge,
+  limitSteps,
   memoryHierarchy,
   parseCgroupStat,
   parseMounts,
@@ -21,9 +25,14 @@ import {
   pagemapBlockCounts,
   parseMeminfo,
   parseSmaps,
+  partialAnonThpHead,
 } from "../../src/cli/validate_host_measure.ts";
 import { moduleDepends } from "../../src/cli/validate_initramfs.ts";
-import { allocatedDetail, checkRealSteps } from "../../src/cli/validate_real_run.ts";
+import {
+  allocatedDetail,
+  checkRealSteps,
+  deferredSplitDetail,
+} from "../../src/cli/validate_real_run.ts";
 import {
   hostBlocksText,
   NOT_MEASURED,
@@ -33,7 +42,7 @@ import {
   realLadder,
   unusableIndex,
 } from "../../src/cli/validate_snapshot.ts";
-import { qemuCommand } from "../../src/cli/validate_vm.ts";
+import { HostKnobs, pagecacheImageMiB, qemuArgs, qemuCommand } from "../../src/cli/validate_vm.ts";
 import { InputError } from "../../src/core/input_error.ts";
 
 describe("cpio newc", () => {
@@ -138,7 +147,7 @@ describe("QEMU's memory cgroup", () => {
       qemuRss_kB: 1300,
       qemuOwnAnon_kB: 200,
     } as unknown as HostMeasurement;
-    const before = { memFree_kB: 7000, hugetlbUsed: 1, cgroup: undefined };
+    const before = { memFree_kB: 7000, hugetlbUsed: 1, cgroup: undefined, slabsScanned: 0 };
     const memfree = allocatedDetail(before, host, undefined);
     expect(memfree).toMatchObject({ source: "memfree", allocated_kB: 7000 - 5000 - 300 });
     expect(memfree.hugetlb_kB).toBe(2 * 2048);
@@ -179,6 +188,48 @@ describe("THP ladder of the real side", () => {
     expect(counts).toMatchObject({ fullBlocks: 3, partialBlocks: 1, emptyBlocks: 0 });
     expect(counts.presentPages).toBe(3 * 512 + 100);
     expect(hostBlocksText(counts.hostHuge)).toBe("H...");
+  });
+  test("host: anonymous THPs mapped whole and partly unmapped, by PFN and kpageflags", () => {
+    const anonHead = (1n << 15n) | (1n << 22n) | (1n << 12n);
+    const anonTail = (1n << 16n) | (1n << 22n) | (1n << 12n);
+    const pfns: Array<number | undefined> = [];
+    for (let i = 0; i < 512; i++) pfns.push(1024 + i); // block 0: whole anon THP
+    for (let i = 0; i < 512; i++) pfns.push(i % 2 === 1 ? 2048 + i : undefined); // 1: half
+    for (let i = 0; i < 512; i++) pfns.push(i < 2 ? 4096 + i * 3 : undefined); // 2: not one THP
+    for (let i = 0; i < 512; i++) pfns.push(i < 8 ? 8192 + i : undefined); // 3: small pages
+    const flags = (pfn: bigint): bigint => {
+      if (pfn === 1024n || pfn === 2048n || pfn === 4096n) return anonHead;
+      if ((pfn > 1024n && pfn < 1536n) || (pfn > 2048n && pfn < 2560n)) return anonTail;
+      return 0n;
+    };
+    const counts = pagemapBlockCounts(pagemap(pfns), 2048, flags);
+    expect([...counts.anonThp]).toEqual([1, 2, 0, 0]);
+    expect([...counts.anonThpHead]).toEqual([1024, 2048, 0, 0]);
+    expect(partialAnonThpHead(pagemap(pfns), 512, flags)).toBe(2048);
+    const queued = deferredSplitDetail(
+      counts.anonThp,
+      counts.anonThpHead,
+      new Map(),
+      true,
+      undefined,
+    );
+    expect(queued).toMatchObject({ deferredSplit_kB: 2 * 2048, partialThps: 1, wholeQueued: 1 });
+    const scanned = deferredSplitDetail(
+      counts.anonThp,
+      counts.anonThpHead,
+      new Map([[0, 1024]]),
+      true,
+      "reason",
+    );
+    expect(scanned).toMatchObject({ deferredSplit_kB: 2048, known: false, note: "reason" });
+    const old = deferredSplitDetail(
+      counts.anonThp,
+      counts.anonThpHead,
+      new Map(),
+      false,
+      undefined,
+    );
+    expect(old.deferredSplit_kB).toBe(2048);
   });
   test("guest blocks and host huge blocks make the ladder", () => {
     const guest = parseGuestBlocks("BF\nHHt.\n");
@@ -244,6 +295,62 @@ describe("model side and verdicts", () => {
     ]);
     expect(ladder.find((v) => v.quantity === "ladder.free")?.verdict).toBe("fail");
     expect(ladder.filter((v) => v.verdict === "fail")).toHaveLength(1);
+  });
+  test("deferred split gets a verdict, info when the host's queue is not known", () => {
+    const scenario = parseScenarioText(
+      "guest: { memory: 512MiB }\nsteps:\n  - memhog: { size: 64MiB, thp: true }\n  - snapshot: s\n",
+      "inline.yaml",
+    );
+    const snapshot = executeScenario(scenario).result.snapshots[0]!;
+    const off = { ...snapshot, host: { ...snapshot.host, deferredSplit_kB: 10 ** 7 } };
+    const find = (known: boolean) =>
+      compareSnapshot(snapshot, off, scenario.guest.memoryBytes, "cgroup-v1", { known }).find(
+        (v) => v.quantity === "host.deferredSplit_kB",
+      );
+    expect(find(true)?.verdict).toBe("fail");
+    expect(find(false)?.verdict).toBe("info");
+    expect(NOT_MEASURED).not.toContain("host.deferredSplit_kB");
+  });
+  test("hostPressure lowers the v1 limit in steps down to its target", () => {
+    const steps = limitSteps(512 * 2 ** 20, 100 * 2 ** 20 + 1);
+    expect(steps.at(-1)).toBe(100 * 2 ** 20 + 4096);
+    expect(steps.length).toBeLessThanOrEqual(34);
+    for (let i = 1; i < steps.length; i++) expect(steps[i]!).toBeLessThan(steps[i - 1]!);
+    expect(limitSteps(512 * 2 ** 20, 512 * 2 ** 20 - 4096)).toEqual([512 * 2 ** 20 - 4096]);
+  });
+  test("host knobs: only a differing value is written, and it is restored", () => {
+    const dir = mkdtempSync(join(tmpdir(), "knobs-"));
+    const same = join(dir, "same");
+    const other = join(dir, "other");
+    writeFileSync(same, "511\n");
+    writeFileSync(other, "10000\n");
+    const knobs = new HostKnobs();
+    knobs.setKnob(same, "511");
+    knobs.setKnob(other, "100");
+    expect(readFileSync(other, "utf8")).toBe("100");
+    const done = knobs.temporary("temporary", () => writeFileSync(same, "temp-undone"));
+    done();
+    expect(readFileSync(same, "utf8")).toBe("temp-undone");
+    knobs.restore();
+    expect(readFileSync(other, "utf8")).toBe("10000");
+    expect(knobs.log).toEqual([`${same}: 511 (already)`, `${other}: 10000 -> 100`]);
+    rmSync(dir, { recursive: true });
+  });
+  test("pagecache: an ext4 image big enough for the files, attached read-only", () => {
+    expect(pagecacheImageMiB([384 * 2 ** 20, 64 * 2 ** 20])).toBe(Math.ceil(448 * 1.02) + 16);
+    const scenario = parseScenarioText(
+      "guest: { memory: 512MiB }\nsteps:\n  - pagecache: { size: 10MiB, drop: true }\n",
+      "inline.yaml",
+    );
+    expect(() => checkRealSteps(scenario, "inline.yaml")).not.toThrow();
+    const kernel = { packageName: "k", release: "r", vmlinuz: "/k", modulesDir: "/m" };
+    const files = { initramfs: "/i", workDir: "/w", backend: "memory-backend-ram,id=ram0" };
+    const args = qemuArgs(scenario, kernel, { ...files, disk: "/w/pagecache.ext4" });
+    expect(args.slice(-2)).toEqual([
+      "-drive",
+      "file=/w/pagecache.ext4,if=virtio,format=raw,readonly=on",
+    ]);
+    expect(qemuArgs(scenario, kernel, files)).not.toContain("-drive");
   });
   test("steps the real side cannot do are refused as bad input", () => {
     const scenario = parseScenarioText(

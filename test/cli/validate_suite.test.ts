@@ -39,8 +39,10 @@ describe("validate suite summary", () => {
       "anon-no-reporting.yaml",
       "anon-reporting.yaml",
       "fragmented.yaml",
+      "host-pressure.yaml",
       "hugetlbfs.yaml",
       "memfd.yaml",
+      "pagecache.yaml",
       "small.yaml",
       "tmpfs-huge.yaml",
     ]);

@@ -15,6 +15,9 @@
  *   free ID|all                munmap a memhog (or all of them)
  *   touch BYTES FREE           write a tmpfs file of BYTES in /mnt/touch, deleted when FREE is 1
  *   compact                    echo 1 > /proc/sys/vm/compact_memory
+ *   pagecache PATH DROP        read the file PATH (on the read-only ext4 disk /mnt/data) with
+ *                              read() into a 1 MiB buffer to its end, so that it is clean page
+ *                              cache; then, when DROP is 1, echo 1 > /proc/sys/vm/drop_caches
  *   cat PATH NAME              the file between `BLV BEGIN NAME` and `BLV END NAME`
  *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat, /proc/meminfo,
  *                              /proc/zoneinfo and /proc/slabinfo (read in this order)
@@ -184,6 +187,22 @@ static int touch(size_t bytes, int free_after) {
   return error;
 }
 
+static int pagecache(const char *path, int drop) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -errno;
+  static char buffer[1 << 20];
+  int error = 0;
+  for (;;) {
+    ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) error = -errno;
+    if (got <= 0) break;
+  }
+  close(fd);
+  if (error == 0 && drop) error = write_file("/proc/sys/vm/drop_caches", "1");
+  return error;
+}
+
 static int snapshot(void) {
   int error = cat_file("/proc/buddyinfo", "buddyinfo");
   if (error == 0) error = cat_file("/proc/vmstat", "vmstat");
@@ -271,6 +290,7 @@ static int run(char *line) {
   if (strcmp(verb, "free") == 0 && a) return free_hog(a);
   if (strcmp(verb, "touch") == 0 && a && b) return touch(strtoull(a, NULL, 10), atoi(b));
   if (strcmp(verb, "compact") == 0) return write_file("/proc/sys/vm/compact_memory", "1");
+  if (strcmp(verb, "pagecache") == 0 && a && b) return pagecache(a, atoi(b));
   if (strcmp(verb, "cat") == 0 && a && b) return cat_file(a, b);
   if (strcmp(verb, "snapshot") == 0) return snapshot();
   if (strcmp(verb, "kpageflags") == 0 && a) return kpageflags(strtoul(a, NULL, 10));
