@@ -7,7 +7,7 @@ import { PAGE_SIZE } from "../core/limits.ts";
 import { FrameKind, NO_PFN } from "./frame_table.ts";
 import { GFP_KERNEL, GFP_KERNEL_RECLAIMABLE } from "./gfp.ts";
 import type { GuestMemory } from "./guest_memory.ts";
-import { createOwner, type Owner } from "./owners.ts";
+import { createOwner, KernelUse, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 
 export interface KernelAllocation {
@@ -19,7 +19,8 @@ export interface KernelAllocation {
 /**
  * Allocates `sizeBytes` of kernel memory as order-0 pages. With `spread` = k > 1 it allocates k
  * times as many and frees all but every k-th, as a slab cache does after most objects are freed:
- * the pages that stay are spread over k times as many pageblocks.
+ * the pages that stay are spread over k times as many pageblocks. `use` says which /proc
+ * counter unreclaimable pages count under (slab unless said otherwise).
  */
 export function allocKernelMemory(
   memory: GuestMemory,
@@ -27,12 +28,13 @@ export function allocKernelMemory(
   sizeBytes: number,
   spread: number,
   reclaimable: boolean,
+  use: KernelUse = KernelUse.Slab,
 ): KernelAllocation {
   assert(Number.isInteger(spread) && spread >= 1, "spread must be a positive integer");
   const keepPages = Math.ceil(sizeBytes / PAGE_SIZE);
   const kind = reclaimable ? FrameKind.KernelReclaimable : FrameKind.Kernel;
   const gfp = reclaimable ? GFP_KERNEL_RECLAIMABLE : GFP_KERNEL;
-  const owner = createOwner(memory.owners, kind, name, keepPages * spread);
+  const owner = createOwner(memory.owners, kind, name, keepPages * spread, 0, use);
   let missingPages = 0;
   for (let index = 0; index < owner.pages.length; index++) {
     const pfn = allocPages(memory, gfp, 0);

@@ -6,6 +6,19 @@
 import { assert } from "../core/assert.ts";
 import { type FrameKind, type FrameTable, NO_PFN } from "./frame_table.ts";
 
+/**
+ * What an unmovable kernel allocation is, for the counters /proc shows it under: slab
+ * (SUnreclaim, nr_slab_unreclaimable), vmalloc (VmallocUsed), page tables (PageTables,
+ * nr_page_table_pages) or a direct alloc_pages user with no counter of its own.
+ */
+export enum KernelUse {
+  Slab = 0,
+  Vmalloc = 1,
+  PageTable = 2,
+  Direct = 3,
+}
+export const KERNEL_USE_COUNT = 4;
+
 export interface Owner {
   readonly id: number;
   /** What its frames are (FrameKind.Anon, PageCache, Shmem, Kernel, ...). */
@@ -24,6 +37,8 @@ export interface Owner {
   readonly faultOrder: number;
   /** A file's page index tree (xarray_nodes.ts): its radix_tree_node slab pages. */
   indexTree: Owner | undefined;
+  /** For FrameKind.Kernel owners: which kernel counter their pages count under. */
+  kernelUse: KernelUse;
 }
 
 export interface OwnerRegistry {
@@ -41,6 +56,7 @@ export function createOwner(
   name: string,
   sizePages: number,
   faultOrder = 0,
+  kernelUse = KernelUse.Slab,
 ): Owner {
   assert(Number.isInteger(sizePages) && sizePages >= 0, "owner size must be whole pages");
   const owner: Owner = {
@@ -53,6 +69,7 @@ export function createOwner(
     released: false,
     faultOrder,
     indexTree: undefined,
+    kernelUse,
   };
   registry.owners.push(owner);
   return owner;

@@ -13,13 +13,20 @@ import { PAGE_SIZE } from "../core/limits.ts";
 import { NO_PFN } from "./frame_table.ts";
 import type { GuestMemory } from "./guest_memory.ts";
 import { allocKernelMemory } from "./kernel_alloc.ts";
-import type { Owner } from "./owners.ts";
+import { KernelUse, type Owner } from "./owners.ts";
 import { freePages } from "./page_alloc.ts";
 import { writeTmpfsFile } from "./page_cache.ts";
 
 const KiB = 1024;
 
-export type PostBootKind = "unmovable" | "reclaimable" | "shmem" | "pcp";
+export type PostBootKind =
+  | "slab"
+  | "reclaimable"
+  | "vmalloc"
+  | "page-tables"
+  | "direct"
+  | "shmem"
+  | "pcp";
 
 export interface PostBootPart {
   readonly what: string;
@@ -34,13 +41,13 @@ export interface PostBootPart {
  */
 export const POST_BOOT_PARTS: readonly PostBootPart[] = [
   // meminfo SUnreclaim 6036 kB (kmalloc and other unreclaimable caches).
-  { what: "slab-unreclaimable", kind: "unmovable", kB: 6036 },
+  { what: "slab-unreclaimable", kind: "slab", kB: 6036 },
   // meminfo SReclaimable 9000 kB (dentry, inode caches of the rootfs and sysfs).
   { what: "slab-reclaimable", kind: "reclaimable", kB: 9000 },
   // meminfo VmallocUsed 7260 kB: module text and data, vmap'd stacks (KernelStack 744 kB).
-  { what: "vmalloc", kind: "unmovable", kB: 7260 },
+  { what: "vmalloc", kind: "vmalloc", kB: 7260 },
   // meminfo PageTables 48 kB.
-  { what: "page-tables", kind: "unmovable", kB: 48 },
+  { what: "page-tables", kind: "page-tables", kB: 48 },
   // Free pages on the per-cpu lists when userspace starts: zoneinfo's DMA32 pageset count was
   // 2627 pages here (2715 on a 768 MiB guest), the last of the init memory and initrd freed page
   // by page (free_initmem, free_initrd_mem → free_reserved_area → __free_page). Not in MemFree;
@@ -48,11 +55,21 @@ export const POST_BOOT_PARTS: readonly PostBootPart[] = [
   { what: "pcp", kind: "pcp", kB: 10508 },
   // The rest of MemTotal - MemFree, with no meminfo counter (direct alloc_pages users such as
   // ftrace records and virtqueues): 38436 - 6036 - 9000 - 7260 - 48 - 2952 - 10508 = 2632 kB.
-  { what: "other", kind: "unmovable", kB: 2632 },
+  { what: "other", kind: "direct", kB: 2632 },
   // meminfo Shmem 2952 kB: the initramfs unpacked into rootfs (init/initramfs.c); the initrd
   // itself is boot-written and freed (memory_layout.ts bootWritten), not counted here.
   { what: "rootfs", kind: "shmem", kB: 2952 },
 ];
+
+/** The /proc counter each kind of part counts under. */
+const KERNEL_USE: Record<Exclude<PostBootKind, "shmem">, KernelUse> = {
+  slab: KernelUse.Slab,
+  reclaimable: KernelUse.Slab,
+  vmalloc: KernelUse.Vmalloc,
+  "page-tables": KernelUse.PageTable,
+  direct: KernelUse.Direct,
+  pcp: KernelUse.Direct,
+};
 
 /** The default GuestConfig.postBootKernelBytes: the parts' measured total. */
 export const DEFAULT_POST_BOOT_KERNEL_BYTES = POST_BOOT_PARTS.reduce(
@@ -85,7 +102,8 @@ export function allocPostBootKernel(memory: GuestMemory, totalBytes: number): vo
     if (part.kind === "shmem") writeTmpfsFile(memory, name, pages * PAGE_SIZE);
     else {
       const reclaimable = part.kind === "reclaimable";
-      const { owner } = allocKernelMemory(memory, name, pages * PAGE_SIZE, 1, reclaimable);
+      const use = KERNEL_USE[part.kind];
+      const { owner } = allocKernelMemory(memory, name, pages * PAGE_SIZE, 1, reclaimable, use);
       if (part.kind === "pcp") toPcp.push(owner);
     }
   }

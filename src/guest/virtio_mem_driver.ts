@@ -58,7 +58,7 @@ import {
   virtioMemSubblockMinPages,
   virtioMemUnsupported,
 } from "./memory_layout.ts";
-import { createOwner, type Owner } from "./owners.ts";
+import { createOwner, KernelUse, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 import { type Zone, ZoneType } from "./zone.ts";
 
@@ -310,6 +310,9 @@ export function createVirtioMemDriver(
       FrameKind.Kernel,
       "virtio_mem memmap",
       mbSlots * memmapPagesPerMb,
+      0,
+      // vmemmap_populate → vmemmap_alloc_block: alloc_pages users with no counter of their own.
+      KernelUse.Direct,
     ),
     contig: createContigRangeStats(),
     stats: createStats(),

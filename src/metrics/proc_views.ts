@@ -45,6 +45,7 @@ import {
   ORDER_MASK,
 } from "../guest/frame_table.ts";
 import type { GuestMemory } from "../guest/guest_memory.ts";
+import { KERNEL_USE_COUNT, KernelUse } from "../guest/owners.ts";
 import type { ProcImportRecord } from "../guest/proc_import.ts";
 import { VM_EVENT_NAMES } from "../guest/vm_event.ts";
 import {
@@ -79,6 +80,8 @@ interface ZoneFrames {
   readonly kinds: Float64Array;
   /** Anon THPs (order-9 Anon heads). */
   anonThp: number;
+  /** FrameKind.Kernel frames per KernelUse of their owner (slab, vmalloc, page tables, direct). */
+  readonly kernelUse: Float64Array;
 }
 
 interface ProcState {
@@ -90,15 +93,23 @@ interface ProcState {
 }
 
 function createZoneFrames(): ZoneFrames {
-  return { kinds: new Float64Array(FRAME_KIND_COUNT), anonThp: 0 };
+  return {
+    kinds: new Float64Array(FRAME_KIND_COUNT),
+    anonThp: 0,
+    kernelUse: new Float64Array(KERNEL_USE_COUNT),
+  };
 }
 
 function countZoneFrames(memory: GuestMemory, zone: Zone, frames: ZoneFrames): void {
-  const { state, order } = memory.table;
+  const { state, order, link0 } = memory.table;
+  const owners = memory.owners.owners;
   for (let pfn = zone.startPfn; pfn < zone.endPfn; pfn++) {
     const byte = state[pfn]!;
     const kind = byte & FRAME_KIND_MASK;
     frames.kinds[kind]!++;
+    if (kind === FrameKind.Kernel) {
+      frames.kernelUse[owners[link0[pfn]!]?.kernelUse ?? KernelUse.Slab]!++;
+    }
     if (kind === FrameKind.Anon && (byte & FRAME_TAIL) === 0) {
       if ((order[pfn]! & ORDER_MASK) === HPAGE_PMD_ORDER) frames.anonThp++;
     }
@@ -114,6 +125,9 @@ function procState(memory: GuestMemory): ProcState {
   const total = createZoneFrames();
   for (const frames of zones) {
     for (let kind = 0; kind < FRAME_KIND_COUNT; kind++) total.kinds[kind]! += frames.kinds[kind]!;
+    for (let use = 0; use < KERNEL_USE_COUNT; use++) {
+      total.kernelUse[use]! += frames.kernelUse[use]!;
+    }
     total.anonThp += frames.anonThp;
   }
   return { memory, zones, total };
@@ -268,6 +282,9 @@ function zoneItemValue(memory: GuestMemory, zone: Zone, frames: ZoneFrames, name
       return lru.inactiveFile;
     case "nr_zone_active_file":
       return lru.activeFile;
+    case "nr_page_table_pages":
+      // A zone item up to 5.x, a node item from 6.0 (v6.0: "mm: vmstat: move NR_PAGETABLE").
+      return frames.kernelUse[KernelUse.PageTable]!;
     default:
       return 0;
   }
@@ -289,7 +306,9 @@ function nodeItemValue(memory: GuestMemory, frames: ZoneFrames, name: string): n
     case "nr_slab_reclaimable":
       return kinds[FrameKind.KernelReclaimable]!;
     case "nr_slab_unreclaimable":
-      return kinds[FrameKind.Kernel]!;
+      return frames.kernelUse[KernelUse.Slab]!;
+    case "nr_page_table_pages":
+      return frames.kernelUse[KernelUse.PageTable]!;
     case "nr_anon_pages":
       return kinds[FrameKind.Anon]! + kinds[FrameKind.Pinned]!;
     case "nr_file_pages":
@@ -464,7 +483,7 @@ export function meminfoKb(memory: GuestMemory): Record<string, number> {
     freePages += zoneNrFreePages(zone);
   }
   const sReclaimable = kinds[FrameKind.KernelReclaimable]!;
-  const sUnreclaim = kinds[FrameKind.Kernel]!;
+  const sUnreclaim = state.total.kernelUse[KernelUse.Slab]!;
   const directMap = directMapKb(memory);
   const pages: Record<string, number> = {
     MemTotal: totalPages,
@@ -483,6 +502,8 @@ export function meminfoKb(memory: GuestMemory): Record<string, number> {
     Slab: sReclaimable + sUnreclaim,
     SReclaimable: sReclaimable,
     SUnreclaim: sUnreclaim,
+    PageTables: state.total.kernelUse[KernelUse.PageTable]!,
+    VmallocUsed: state.total.kernelUse[KernelUse.Vmalloc]!,
     CommitLimit: Math.floor((totalPages * OVERCOMMIT_RATIO) / 100),
     Committed_AS: committedPages(memory),
     AnonHugePages: state.total.anonThp * HPAGE_PMD_NR,
