@@ -94,6 +94,8 @@ export interface VmSnapshotInput {
   /** A virtio-mem device's memdev RAMBlock and sizes, counted with guest RAM on the host. */
   readonly virtioMem?: {
     readonly ram: GuestRam;
+    /** The guest pfn of the region's first page (its RAMBlock's offset 0). */
+    readonly startPfn: number;
     readonly regionBytes: number;
     readonly requestedBytes: number;
     readonly pluggedBytes: number;
@@ -238,19 +240,40 @@ export function thpLadder(input: VmSnapshotInput): ThpLadder {
   };
   const { memory, ram, map } = input;
   for (let block = 0; block < ram.fullBlockCount; block++) {
-    const pfn = pfnOfRamPage(map, block * HPAGE_PMD_NR);
-    if (blockAll(memory, pfn, FrameKind.Balloon)) ladder.ballooned++;
-    else if (blockInBuddy(memory, pfn)) ladder.free++;
-    else {
-      const guestHuge = guestHugeAt(memory, input.thp, pfn);
-      const hostHuge = hostBlockHuge(ram, block);
-      if (guestHuge && hostHuge) ladder.hugeGuestAndHost++;
-      else if (guestHuge) ladder.hugeGuestOnly++;
-      else if (hostHuge) ladder.hugeHostOnly++;
-      else ladder.hugeNeither++;
+    countLadderBlock(input, ladder, pfnOfRamPage(map, block * HPAGE_PMD_NR), ram, block);
+  }
+  // A virtio-mem device's region: its own RAMBlock, guest pfns from startPfn on. Unplugged
+  // blocks (PG_offline, reserved frames) are given back to the host, as ballooned ones are.
+  const region = input.virtioMem;
+  if (region !== undefined) {
+    for (let block = 0; block < region.ram.fullBlockCount; block++) {
+      const pfn = region.startPfn + block * HPAGE_PMD_NR;
+      if (blockAll(memory, pfn, FrameKind.Reserved)) ladder.ballooned++;
+      else countLadderBlock(input, ladder, pfn, region.ram, block);
     }
   }
   return ladder;
+}
+
+/** Hildenbrand's ladder for one 2 MiB block: guest pfn `pfn`, host RAMBlock `ram` block `block`. */
+function countLadderBlock(
+  input: VmSnapshotInput,
+  ladder: ThpLadder,
+  pfn: number,
+  ram: GuestRam,
+  block: number,
+): void {
+  const memory = input.memory;
+  if (blockAll(memory, pfn, FrameKind.Balloon)) ladder.ballooned++;
+  else if (blockInBuddy(memory, pfn)) ladder.free++;
+  else {
+    const guestHuge = guestHugeAt(memory, input.thp, pfn);
+    const hostHuge = hostBlockHuge(ram, block);
+    if (guestHuge && hostHuge) ladder.hugeGuestAndHost++;
+    else if (guestHuge) ladder.hugeGuestOnly++;
+    else if (hostHuge) ladder.hugeHostOnly++;
+    else ladder.hugeNeither++;
+  }
 }
 
 /** The FrameKind value that marks a guest block mapped by a PMD-mapped THP in guestBlockKinds. */

@@ -290,7 +290,7 @@ function singlePageRequest(pfn: number, inflate: boolean): BalloonRequest {
 /** virtio_balloon_oom_notify: leak VIRTIO_BALLOON_OOM_NR_PAGES, telling the host first. */
 function deflateOnOom(vm: VmSim): number {
   const round = leakBalloon(vm.driver, VIRTIO_BALLOON_OOM_NR_PAGES, (request) =>
-    handleDeflate(vm.device, request),
+    deflateRequest(vm, request),
   );
   // The OOM path shrinks the balloon under QEMU's target; the work item inflates again later.
   if (round.pages > 0) vm.balloonRetryMs = Math.min(vm.balloonRetryMs, vm.guest.memory.clockMs);
@@ -317,13 +317,25 @@ export function setBalloonTarget(vm: VmSim, targetBytes: number): void {
 function setVirtioMemTarget(vm: VmSim, pair: VirtioMem, targetBytes: number): void {
   const bootBytes = vm.map.pageCount * PAGE_SIZE;
   assert(targetBytes >= bootBytes, () => `virtio-mem target ${targetBytes} below boot memory`);
-  const before = workTimeNs(pair.device.work);
+  const before = virtioMemWorkNs(pair);
   const result = virtioMemSetRequestedSize(pair, targetBytes - bootBytes);
   virtioMemWorked(vm, pair, before, result.retryAfterMs);
 }
 
+/** Pages onlined by plugs (add_memory or fake-online), for the cost model (reused). */
+const virtioMemOnlineWork = createWorkCounts();
+
+/**
+ * The cost model's time of the virtio-mem device's and driver's work so far: the device's work
+ * counts plus the onlining of every subblock a PLUG added (memmap init, freeing to the buddy).
+ */
+function virtioMemWorkNs(pair: VirtioMem): number {
+  virtioMemOnlineWork.guestOnlinePages = pair.driver.stats.subblocksPlugged * pair.driver.sbPages;
+  return workTimeNs(pair.device.work) + workTimeNs(virtioMemOnlineWork);
+}
+
 function virtioMemWorked(vm: VmSim, pair: VirtioMem, beforeNs: number, retryMs: number): void {
-  const spentMs = (workTimeNs(pair.device.work) - beforeNs) / 1e6;
+  const spentMs = (virtioMemWorkNs(pair) - beforeNs) / 1e6;
   vm.balloonTimeMs += spentMs;
   vm.virtioMemRetryMs = Number.POSITIVE_INFINITY;
   passTime(vm, spentMs);
@@ -332,7 +344,7 @@ function virtioMemWorked(vm: VmSim, pair: VirtioMem, beforeNs: number, retryMs: 
 
 function runVirtioMemRetry(vm: VmSim): void {
   const pair = vm.virtioMem!;
-  const before = workTimeNs(pair.device.work);
+  const before = virtioMemWorkNs(pair);
   const result = virtioMemRetry(pair);
   virtioMemWorked(vm, pair, before, result.retryAfterMs);
 }
@@ -361,7 +373,7 @@ function balloonRounds(vm: VmSim): void {
     const round =
       diff > 0
         ? fillBalloon(vm.driver, diff, (request) => inflateRequest(vm, request))
-        : leakBalloon(vm.driver, -diff, (request) => handleDeflate(vm.device, request));
+        : leakBalloon(vm.driver, -diff, (request) => deflateRequest(vm, request));
     const roundMs = roundTimeNs(vm, before) / 1e6;
     vm.balloonTimeMs += roundMs;
     passTime(vm, roundMs);
@@ -418,6 +430,18 @@ function inflateRequest(vm: VmSim, request: BalloonRequest): void {
   }
   handleInflate(vm.device, request);
   discardProbeEnd(probe, vm.work);
+}
+
+/**
+ * A deflate request: QEMU hints the entries (handleDeflate), then release_pages_balloon gives
+ * the request's blocks back to the allocator (leakBalloon frees them after this returns).
+ */
+function deflateRequest(vm: VmSim, request: BalloonRequest): void {
+  let pages = 0;
+  for (let block = 0; block < request.blockCount; block++) pages += 1 << request.blockOrder[block]!;
+  vm.work.guestFreeCalls += request.blockCount;
+  vm.work.guestFreePages += pages;
+  handleDeflate(vm.device, request);
 }
 
 /** A free page report: the guest isolates the blocks, the host discards them. */
@@ -545,6 +569,7 @@ export function snapshotVm(vm: VmSim): VmSnapshot {
       : {
           virtioMem: {
             ram: vm.virtioMem.device.ram,
+            startPfn: vm.virtioMem.device.startPfn,
             regionBytes: vm.virtioMem.device.regionBytes,
             requestedBytes: vm.virtioMem.device.requestedBytes,
             pluggedBytes: vm.virtioMem.device.pluggedBytes,
