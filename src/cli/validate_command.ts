@@ -30,7 +30,6 @@ import { buildInitramfs } from "./validate_initramfs.ts";
 import { checkPrerequisites, type GuestKernel, installPrerequisites } from "./validate_prereqs.ts";
 import { checkRealSteps, hostBefore, type RealRun, runRealScenario } from "./validate_real_run.ts";
 import { NOT_MEASURED } from "./validate_snapshot.ts";
-import { TRACE_EVENTS } from "./validate_trace.ts";
 import {
   isDirectory,
   type SuiteRow,
@@ -39,6 +38,7 @@ import {
   suiteRow,
   suiteTable,
 } from "./validate_suite.ts";
+import { TRACE_EVENTS } from "./validate_trace.ts";
 import {
   applyHostKhugepaged,
   backendObject,
@@ -114,7 +114,7 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
     const backend = backendObject(scenario, workDir, knobs);
     const before = hostBefore(cgroup);
     const disk = pagecacheDisk(scenario, workDir);
-    const trace = join(workDir, "qemu-trace.log");
+    const trace = traceEnabled() ? join(workDir, "qemu-trace.log") : undefined;
     const args = qemuArgs(scenario, kernel, {
       initramfs,
       workDir,
@@ -133,7 +133,8 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
     const run = await runRealScenario(vm, scenario, before, knobs, disk?.files, trace);
     await vm.guest.command("poweroff", 10_000).catch(() => undefined);
     // Read before the work directory goes; QEMU flushes every event as it logs it.
-    const traceGz = existsSync(trace) ? gzipSync(readFileSync(trace)) : undefined;
+    const traceGz =
+      trace !== undefined && existsSync(trace) ? gzipSync(readFileSync(trace)) : undefined;
     return {
       run,
       qemu: describeQemu(qemu),
@@ -143,6 +144,11 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
       traceGz,
     };
   }
+}
+
+/** QEMU's trace (validate_trace.ts) is on unless BALLOONLAB_VALIDATE_TRACE=0. */
+function traceEnabled(): boolean {
+  return process.env.BALLOONLAB_VALIDATE_TRACE !== "0";
 }
 
 /** The last lines of the guest's console log ("" if there is none). */
@@ -186,12 +192,16 @@ export function validationJson(scenario: Scenario, real: RealSide) {
             scenario.guest.memoryBytes,
             real.run.allocatedSource,
             real.run.deferredSplit[realSnapshot.name],
+            real.run.trace[realSnapshot.name] !== undefined,
           );
     snapshots[realSnapshot.name] = {
       model: modelSnapshot,
       real: realSnapshot,
       verdicts,
-      notMeasured: NOT_MEASURED,
+      notMeasured:
+        real.run.trace[realSnapshot.name] === undefined
+          ? [...NOT_MEASURED, "host.syscalls", "balloon.requests"]
+          : NOT_MEASURED,
     };
   }
   return {
@@ -207,7 +217,7 @@ export function validationJson(scenario: Scenario, real: RealSide) {
       allocated: real.run.allocated,
       deferredSplit: real.run.deferredSplit,
       pressure: real.run.pressure,
-      traceEvents: TRACE_EVENTS,
+      traceEvents: real.traceGz === undefined ? [] : TRACE_EVENTS,
       trace: real.run.trace,
       wallMs: real.wallMs,
       stepMs: real.run.stepMs,

@@ -123,6 +123,12 @@ export const TOLERANCES = {
   guestFree: 0.05,
   order: 0.05,
   balloon: 0.01,
+  /** Discard syscalls and balloon requests (QEMU's trace): 5 % of the model's count, plus... */
+  counts: 0.05,
+  /** ...one inflate request's worth of discards (VIRTIO_BALLOON_ARRAY_PFNS_MAX 4 KiB pages)... */
+  syscallSlack: 256,
+  /** ...and of requests. */
+  requestSlack: 2,
 };
 
 const LADDER_KEYS = ["hugeBoth", "guestOnly", "hostOnly", "neither", "free", "ballooned"] as const;
@@ -133,6 +139,8 @@ export function compareSnapshot(
   ramBytes: number,
   allocatedSource: AllocatedSource = "memfree",
   deferredSplit?: { readonly known: boolean; readonly note?: string },
+  /** The real side counted discards and requests from QEMU's trace (validate_trace.ts). */
+  traced = false,
 ): Verdict[] {
   const ram_kB = ramBytes / 1024;
   const blocks = ramBytes / (2 * 2 ** 20);
@@ -241,6 +249,39 @@ export function compareSnapshot(
       rb.pagesInflated,
       (TOLERANCES.balloon * ramBytes) / 4096,
     ),
+  );
+  if (traced) {
+    const countTolerance = (model: number, slack: number): number =>
+      TOLERANCES.counts * model + slack;
+    const note = "real: QEMU trace events (ram_block_discard_range, virtqueue_pop)";
+    verdicts.push(
+      verdict(
+        "host.syscalls.madvise",
+        "calls",
+        m.syscalls.madvise,
+        r.syscalls.madvise,
+        countTolerance(m.syscalls.madvise, TOLERANCES.syscallSlack),
+        note,
+      ),
+      verdict(
+        "host.syscalls.fallocate",
+        "calls",
+        m.syscalls.fallocate,
+        r.syscalls.fallocate,
+        countTolerance(m.syscalls.fallocate, TOLERANCES.syscallSlack),
+        note,
+      ),
+      verdict(
+        "balloon.requests",
+        "requests",
+        mb.requests,
+        rb.requests,
+        countTolerance(mb.requests, TOLERANCES.requestSlack),
+        note,
+      ),
+    );
+  }
+  verdicts.push(
     verdict(
       "time.simTimeMs",
       "ms",

@@ -27,6 +27,8 @@ export interface ValidationView {
     readonly allocatedSource?: string;
     /** What the real side did besides the steps' commands (balloon, hostPressure). */
     readonly log?: readonly string[];
+    /** QEMU trace events the run enabled (validate_trace.ts); empty or absent: no trace. */
+    readonly traceEvents?: readonly string[];
     readonly wallMs: number;
   };
   readonly model: { readonly guestKernel: string; readonly hostKernel: string };
@@ -120,6 +122,10 @@ function settingsTable(view: ValidationView): string {
     ["host THP", thp],
     ["host knobs set for the run", view.real.hostKnobs.join("; ") || "none"],
     ["host allocated memory from", view.real.allocatedSource ?? "memfree"],
+    [
+      "QEMU trace (discards, balloon requests; qemu-trace.log.gz)",
+      view.real.traceEvents?.join(", ") || "off",
+    ],
     ["model kernels", `guest ${view.model.guestKernel}, host ${view.model.hostKernel}`],
     ["real side wall time", `${view.real.wallMs} ms`],
   ];

@@ -5,17 +5,25 @@
 // about 10 s here, so it runs only with BALLOONLAB_VALIDATE=1 (CI is not yet configured for it).
 // Method: run src/cli/main.ts in a child process; read validation.json back; check the schema,
 // that QEMU is gone and that the balloon reached its target on the real side; check that
-// validation.html is self-contained (no script, nothing fetched) and has the verdict tables.
+// validation.html is self-contained (no script, nothing fetched) and has the verdict tables;
+// that QEMU's trace gave the discard and request counts and was kept as qemu-trace.log.gz.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, test } from "vitest";
 import { resultSnapshotSchema } from "../../src/cli/result_schema.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const enabled = process.env.BALLOONLAB_VALIDATE === "1";
 const dirs: string[] = [];
+
+/** Pids of QEMUs started by `balloonlab validate` (their QMP socket is in its work directory). */
+function qemuPids(): string[] {
+  const ps = spawnSync("pgrep", ["-f", "balloonlab-validate-.*qmp.sock"], { encoding: "utf8" });
+  return ps.stdout.split("\n").filter((line) => line.trim() !== "");
+}
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
@@ -30,6 +38,8 @@ if (!enabled) {
 describe.skipIf(!enabled)("balloonlab validate on a real 640 MiB guest", () => {
   test("writes validation.json and validation.html with both sides and verdicts", () => {
     const dir = mkdtempSync(join(tmpdir(), "balloonlab-validate-test-"));
+    // QEMUs of other validate runs on this machine (by hand, in parallel) are not this run's.
+    const othersBefore = qemuPids();
     dirs.push(dir);
     const started = Date.now();
     const result = spawnSync(
@@ -54,6 +64,12 @@ describe.skipIf(!enabled)("balloonlab validate on a real 640 MiB guest", () => {
     const inflated = validation.snapshots.inflated.real;
     expect(inflated.balloon.logicalSizeMiB).toBe(384);
     expect(inflated.host.residency.blocks2M).toBe(320);
+    // QEMU's trace: one madvise per inflated 4 KiB page, one request per 256 of them.
+    expect(inflated.host.syscalls).toEqual({ madvise: 65536, fallocate: 0 });
+    expect(inflated.balloon.requests).toBe(256);
+    expect(validation.snapshots.inflated.notMeasured).not.toContain("host.syscalls");
+    const trace = gunzipSync(readFileSync(join(dir, "qemu-trace.log.gz"))).toString("latin1");
+    expect(trace).toContain("ram_block_discard_range ram0@");
     const html = readFileSync(join(dir, "validation.html"), "utf8");
     expect(html).not.toMatch(/<script/i);
     expect(html).not.toMatch(/(src|href)\s*=\s*"(https?:|\/\/)/i);
@@ -65,7 +81,7 @@ describe.skipIf(!enabled)("balloonlab validate on a real 640 MiB guest", () => {
     expect(html).toMatch(/<th>tolerance<\/th>.*<th>verdict<\/th>/);
     expect(html).toContain(validation.real.qemu);
     expect(html).toContain(validation.real.hostKernel);
-    const ps = spawnSync("pgrep", ["-f", `balloonlab-validate-.*qmp.sock`], { encoding: "utf8" });
-    expect(ps.stdout.trim()).toBe("");
+    // QEMU does not outlive the command: no QEMU of a validate run is left but those before it.
+    expect(qemuPids().filter((pid) => !othersBefore.includes(pid))).toEqual([]);
   }, 300_000);
 });
