@@ -227,8 +227,10 @@ function discardWholePages(device: QemuBalloonDevice, page: number, pages: numbe
 }
 
 /**
- * Models the deflate queue: balloon_deflate_page only madvise(MADV_WILLNEED)s the host page
- * (a hint: nothing is allocated until the guest touches the page).
+ * Models the deflate queue (QEMU 7.2-8.2 virtio_balloon_handle_output on the dvq): per PFN,
+ * memory_region_find, then balloon_deflate_page madvise(MADV_WILLNEED)s the host page the PFN
+ * lives on (a hint: nothing is allocated until the guest touches the page; no pbp, no discard).
+ * A range entry is hinted in one call.
  */
 export function handleDeflate(device: QemuBalloonDevice, request: BalloonRequest): void {
   assert(!request.inflate, "a deflate handler got an inflate request");
@@ -244,7 +246,7 @@ export function handleDeflate(device: QemuBalloonDevice, request: BalloonRequest
     device.counters.inhibitedRequests++;
     return;
   }
-  device.work.hostSyscalls += entries;
+  device.work.hostHintSyscalls += entries;
 }
 
 /**

@@ -26,11 +26,19 @@ export interface WorkCounts {
   guestReclaimPages: number;
   /** Pfns compaction's migrate and free scanners looked at while a round ran. */
   guestCompactScanPages: number;
+  /** Blocks a deflation gave back to the guest's allocator (release_pages_balloon: any order). */
+  guestFreeCalls: number;
+  /** 4 KiB pages of the blocks freed. */
+  guestFreePages: number;
+  /** Pages hot-plugged memory brought online (memmap initialised, freed to the buddy). */
+  guestOnlinePages: number;
   virtqueueRequests: number;
   virtqueueEntries: number;
   hostTranslations: number;
-  /** madvise and fallocate calls (discards), and deflate's MADV_WILLNEED calls. */
+  /** madvise and fallocate calls that discard (MADV_DONTNEED/REMOVE, FALLOC_FL_PUNCH_HOLE). */
   hostSyscalls: number;
+  /** Deflate's madvise(MADV_WILLNEED) hints (balloon_deflate_page): nothing zapped or faulted. */
+  hostHintSyscalls: number;
   /** Discard calls that unmapped something, so flushed the TLB. */
   hostTlbFlushes: number;
   /** Resident 4 KiB PTEs zapped (the page freed, or a THP subpage only unmapped). */
@@ -55,10 +63,14 @@ export function createWorkCounts(): WorkCounts {
     guestReportBlocks: 0,
     guestReclaimPages: 0,
     guestCompactScanPages: 0,
+    guestFreeCalls: 0,
+    guestFreePages: 0,
+    guestOnlinePages: 0,
     virtqueueRequests: 0,
     virtqueueEntries: 0,
     hostTranslations: 0,
     hostSyscalls: 0,
+    hostHintSyscalls: 0,
     hostTlbFlushes: 0,
     hostFreedPages4k: 0,
     hostFreedPages2m: 0,
