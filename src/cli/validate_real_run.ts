@@ -6,9 +6,10 @@
 // QEMU's memory cgroup (validate_cgroup.ts) for the memory allocated for guest RAM and, with the
 // host's kpageflags, the THPs on the host's deferred split queue; `hostPressure` has the host
 // reclaim from QEMU's cgroup; `pagecache` reads a file of a read-only ext4 disk made for the run
-// (validate_vm.ts). At each snapshot QEMU's trace file so far gives the discard syscalls and the
-// balloon's virtqueue requests (validate_trace.ts). Steps the real side cannot do yet are refused
-// before QEMU starts.
+// (validate_vm.ts); `slab` leaves pipe pages (unmovable, order 0) every `spread`-th of those
+// allocated (workload.c). At each snapshot QEMU's trace file so far gives the discard syscalls and the
+// balloon's virtqueue requests (validate_trace.ts). Steps the real side cannot do (none today) and
+// balloon policies other than Linux's own are refused before QEMU starts.
 
 import { existsSync, readFileSync } from "node:fs";
 import { InputError } from "../core/input_error.ts";
@@ -38,6 +39,7 @@ export const REAL_STEPS: ReadonlySet<ScenarioStep["kind"]> = new Set([
   "snapshot",
   "hostPressure",
   "pagecache",
+  "slab",
 ]);
 
 export function checkRealSteps(scenario: Scenario, file: string): void {
@@ -368,6 +370,10 @@ async function runStep(
     case "free":
       await guest.command(`free ${step.id}`, minute);
       return;
+    case "slab":
+      // Pipe pages: unmovable order-0 pages left every `spread`-th (workload.c `slab`).
+      await guest.command(`slab slab-${index} ${step.sizeBytes} ${step.spread}`, minute);
+      return;
     case "compact":
       await guest.command("compact", minute);
       return;
@@ -389,8 +395,10 @@ async function runStep(
       await guest.command(`pagecache ${file} ${step.drop ? 1 : 0}`, minute);
       return;
     }
-    default:
-      throw new Error(`validate: step ${step.kind} is not performed on a real guest`);
+    default: {
+      const unknown: never = step;
+      throw new Error(`validate: step ${JSON.stringify(unknown)} is not performed on a real guest`);
+    }
   }
 }
 

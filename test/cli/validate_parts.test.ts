@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import { executeScenario } from "../../src/cli/scenario_execution.ts";
-import { parseScenarioText } from "../../src/cli/scenario_file.ts";
+import { loadScenarioFile, parseScenarioText } from "../../src/cli/scenario_file.ts";
 import {
   cgroupCharge,
   limitSteps,
@@ -352,11 +352,23 @@ describe("model side and verdicts", () => {
     ]);
     expect(qemuArgs(scenario, kernel, files)).not.toContain("-drive");
   });
-  test("steps the real side cannot do are refused as bad input", () => {
-    const scenario = parseScenarioText(
-      "guest: { memory: 512MiB }\nsteps:\n  - slab: { size: 10MiB }\n",
+  test("slab is performed (pipe pages); a balloon policy other than Linux's is refused", () => {
+    const slab = parseScenarioText(
+      "guest: { memory: 512MiB }\nsteps:\n  - slab: { size: 10MiB, spread: 8 }\n",
       "inline.yaml",
     );
-    expect(() => checkRealSteps(scenario, "inline.yaml")).toThrow(InputError);
+    expect(() => checkRealSteps(slab, "inline.yaml")).not.toThrow();
+    const shipped = "validate/scenarios/unmovable.yaml";
+    const unmovable = loadScenarioFile(shipped);
+    expect(() => checkRealSteps(unmovable, shipped)).not.toThrow();
+    expect(unmovable.steps).toContainEqual({ kind: "slab", sizeBytes: 32 * 2 ** 20, spread: 8 });
+    const workload = readFileSync("validate/guest/workload.c", "utf8");
+    expect(workload).toContain('strcmp(verb, "slab")');
+    expect(workload).toContain("F_SETPIPE_SZ");
+    const policy = parseScenarioText(
+      "guest: { memory: 512MiB }\nballoon: { policy: thp-order }\nsteps:\n  - snapshot: s\n",
+      "inline.yaml",
+    );
+    expect(() => checkRealSteps(policy, "inline.yaml")).toThrow(InputError);
   });
 });

@@ -45,6 +45,7 @@ describe("validate suite summary", () => {
       "pagecache.yaml",
       "small.yaml",
       "tmpfs-huge.yaml",
+      "unmovable.yaml",
     ]);
   });
 

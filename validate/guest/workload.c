@@ -13,6 +13,21 @@
  *                              MADV_DONTNEED every page i with (i + 1) % KEEP != 0 (usemem's
  *                              --punch-holes, as src/guest/anon.ts); kept until `free`
  *   free ID|all                munmap a memhog (or all of them)
+ *   slab ID BYTES SPREAD       unmovable order-0 kernel pages left spread out, as the model's
+ *                              `slab` step (src/guest/kernel_alloc.ts allocKernelMemory): with
+ *                              K = ceil(BYTES / 4 KiB) pages to keep, K * SPREAD pages are
+ *                              allocated one after another and all but every SPREAD-th freed.
+ *                              The pages are pipe buffers (fs/pipe.c pipe_write: alloc_page(
+ *                              GFP_HIGHUSER | __GFP_ACCOUNT), MIGRATE_UNMOVABLE order 0, one per
+ *                              4096-byte write). SPREAD groups of pipes of SLAB_PIPE_PAGES slots
+ *                              each are made first (F_SETPIPE_SZ, RLIMIT_NOFILE and
+ *                              /proc/sys/fs/pipe-max-size raised as needed); allocated page j
+ *                              goes to group j % SPREAD, filling that group's pipes in turn; then
+ *                              the pages of groups 1..SPREAD-1 are read back in allocation order
+ *                              (a read page is freed, except the first of each pipe, which the
+ *                              pipe caches as its tmp_page) and those pipes closed (which frees
+ *                              the cached page). Group 0, every SPREAD-th page, stays until the
+ *                              guest powers off
  *   touch BYTES FREE           write a tmpfs file of BYTES in /mnt/touch, deleted when FREE is 1
  *   compact                    echo 1 > /proc/sys/vm/compact_memory
  *   pagecache PATH DROP        read the file PATH (on the read-only ext4 disk /mnt/data) with
@@ -20,7 +35,8 @@
  *                              cache; then, when DROP is 1, echo 1 > /proc/sys/vm/drop_caches
  *   cat PATH NAME              the file between `BLV BEGIN NAME` and `BLV END NAME`
  *   snapshot                   cat of /proc/buddyinfo, /proc/vmstat, /proc/meminfo,
- *                              /proc/zoneinfo and /proc/slabinfo (read in this order)
+ *                              /proc/zoneinfo, /proc/slabinfo and /proc/pagetypeinfo (read in
+ *                              this order)
  *   kpageflags BLOCKS          the guest's view of each 2 MiB block of guest-physical RAM
  *                              0 .. BLOCKS-1 from /proc/kpageflags and /proc/kpagecount, one
  *                              character per block, 64 per line, between `BLV BEGIN blocks`
@@ -44,6 +60,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <termios.h>
 #include <unistd.h>
@@ -60,6 +77,15 @@ struct hog {
 };
 
 static struct hog hogs[MAX_HOGS];
+
+/* Slots per pipe for `slab`: a 4 MiB pipe (its pipe_buffer array, 40 KiB, is one order-4
+ * allocation made when the pipe is resized, before any page is written). */
+#define SLAB_PIPE_PAGES 1024UL
+#define MAX_SLAB_PIPES 65536
+
+/* Kept `slab` pipes (both ends), never closed. */
+static int slab_kept[MAX_SLAB_PIPES][2];
+static size_t slab_kept_count;
 static int port = -1;
 static unsigned touch_count;
 
@@ -168,6 +194,101 @@ static int free_hog(const char *id) {
   return freed > 0 || strcmp(id, "all") == 0 ? 0 : -ENOENT;
 }
 
+static int write_all(int fd, const char *buffer, size_t length) {
+  for (size_t done = 0; done < length;) {
+    ssize_t written = write(fd, buffer + done, length - done);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return written < 0 ? -errno : -EIO;
+    done += (size_t)written;
+  }
+  return 0;
+}
+
+static int read_page(int fd, char *buffer) {
+  for (size_t done = 0; done < PAGE;) {
+    ssize_t got = read(fd, buffer + done, PAGE - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return got < 0 ? -errno : -EIO;
+    done += (size_t)got;
+  }
+  return 0;
+}
+
+static int slab(const char *id, size_t bytes, size_t spread) {
+  (void)id;
+  if (spread == 0 || bytes == 0) return -EINVAL;
+  size_t keep = (bytes + PAGE - 1) / PAGE;
+  size_t pipe_pages = 1;
+  while (pipe_pages < keep && pipe_pages < SLAB_PIPE_PAGES) pipe_pages *= 2;
+  size_t per_group = (keep + pipe_pages - 1) / pipe_pages;
+  size_t count = per_group * spread;
+  if (count > MAX_SLAB_PIPES || slab_kept_count + per_group > MAX_SLAB_PIPES) return -E2BIG;
+  /* Two descriptors per pipe plus what is already open. */
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+  rlim_t want = (rlim_t)(2 * (count + slab_kept_count) + 64);
+  if (limit.rlim_cur < want) {
+    limit.rlim_cur = want;
+    if (limit.rlim_max < want) limit.rlim_max = want;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+  }
+  char size_text[32];
+  snprintf(size_text, sizeof size_text, "%lu", (unsigned long)(pipe_pages * PAGE));
+  int error = 0;
+  {
+    char current[32] = "";
+    int fd = open("/proc/sys/fs/pipe-max-size", O_RDONLY);
+    if (fd >= 0) {
+      ssize_t got = read(fd, current, sizeof current - 1);
+      if (got > 0) current[got] = '\0';
+      close(fd);
+    }
+    if (strtoul(current, NULL, 10) < pipe_pages * PAGE) {
+      error = write_file("/proc/sys/fs/pipe-max-size", size_text);
+      if (error != 0) return error;
+    }
+  }
+  int(*fds)[2] = calloc(count, sizeof *fds);
+  if (fds == NULL) return -ENOMEM;
+  size_t made = 0;
+  /* Every pipe and its ring first, so that the writes allocate nothing but pipe pages. */
+  for (; made < count && error == 0; made++) {
+    if (pipe2(fds[made], O_NONBLOCK) != 0) {
+      error = -errno;
+      break;
+    }
+    int size = fcntl(fds[made][1], F_SETPIPE_SZ, (int)(pipe_pages * PAGE));
+    if (size < 0) error = -errno;
+    else if ((size_t)size < pipe_pages * PAGE) error = -ENOSPC;
+  }
+  static char page[PAGE] __attribute__((aligned(4096)));
+  memset(page, 0x5a, sizeof page);
+  /* Allocated page j: group j % spread, that group's (j / spread)-th page. */
+  size_t total = keep * spread;
+  for (size_t j = 0; j < total && error == 0; j++) {
+    size_t pipe_index = (j % spread) * per_group + (j / spread) / pipe_pages;
+    error = write_all(fds[pipe_index][1], page, PAGE);
+  }
+  /* Free all but every spread-th page, in allocation order. */
+  for (size_t j = 0; j < total && error == 0; j++) {
+    if (j % spread == 0) continue;
+    size_t pipe_index = (j % spread) * per_group + (j / spread) / pipe_pages;
+    error = read_page(fds[pipe_index][0], page);
+  }
+  for (size_t index = 0; index < made; index++) {
+    if (error == 0 && index < per_group) {
+      slab_kept[slab_kept_count][0] = fds[index][0];
+      slab_kept[slab_kept_count][1] = fds[index][1];
+      slab_kept_count++;
+      continue;
+    }
+    close(fds[index][0]);
+    close(fds[index][1]);
+  }
+  free(fds);
+  return error;
+}
+
 static int touch(size_t bytes, int free_after) {
   char path[64];
   snprintf(path, sizeof path, "/mnt/touch/touch-%u", touch_count++);
@@ -209,6 +330,7 @@ static int snapshot(void) {
   if (error == 0) error = cat_file("/proc/meminfo", "meminfo");
   if (error == 0) error = cat_file("/proc/zoneinfo", "zoneinfo");
   if (error == 0) error = cat_file("/proc/slabinfo", "slabinfo");
+  if (error == 0) error = cat_file("/proc/pagetypeinfo", "pagetypeinfo");
   return error;
 }
 
@@ -288,6 +410,8 @@ static int run(char *line) {
   if (strcmp(verb, "memhog") == 0 && a && b && c && d)
     return memhog(a, strtoull(b, NULL, 10), atoi(c), strtoull(d, NULL, 10));
   if (strcmp(verb, "free") == 0 && a) return free_hog(a);
+  if (strcmp(verb, "slab") == 0 && a && b && c)
+    return slab(a, strtoull(b, NULL, 10), strtoull(c, NULL, 10));
   if (strcmp(verb, "touch") == 0 && a && b) return touch(strtoull(a, NULL, 10), atoi(b));
   if (strcmp(verb, "compact") == 0) return write_file("/proc/sys/vm/compact_memory", "1");
   if (strcmp(verb, "pagecache") == 0 && a && b) return pagecache(a, atoi(b));
