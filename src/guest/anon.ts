@@ -34,6 +34,7 @@ import { createOwner, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 import {
   freeHugePage,
+  registerThpPmdSplitter,
   splitHugePmd,
   type ThpState,
   thpHeadOf,
@@ -90,7 +91,7 @@ export function createProcess(
     (memory.thpEnabled === "always" || (memory.thpEnabled === "madvise" && options.thp));
   const faultOrder = eligible ? HPAGE_PMD_ORDER : 0;
   const owner = createOwner(memory.owners, FrameKind.Anon, name, sizePages, faultOrder);
-  return {
+  const process: Process = {
     owner,
     name,
     thp: options.thp,
@@ -100,6 +101,11 @@ export function createProcess(
     thpState: options.thpState,
     exited: false,
   };
+  // A migration that must split one of this process's THPs splits its PMD first (thp.ts).
+  registerThpPmdSplitter(options.thpState, owner.id, (range) => {
+    splitProcessPmd(memory, process, range);
+  });
+  return process;
 }
 
 /** Models hugepage_vma_check / thp_vma_allowable_order for an anon VMA under `enabled`. */

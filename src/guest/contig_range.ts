@@ -11,24 +11,33 @@
 // per-cpu lists are drained and every allocated page in the range is dealt with in address
 // order (__alloc_contig_migrate_range): clean page cache is dropped
 // (reclaim_clean_pages_from_list), other movable pages (anon, shmem, order-0 balloon pages)
-// migrate to a page the allocator gives alloc_migration_target; a page that cannot move
-// (pinned, kernel memory in ZONE_MOVABLE, a THP: see below) fails the range with -EBUSY, a
-// failed target allocation with -ENOMEM. Migrated pages stay migrated on failure. On success
-// every frame of the range is free on the isolate lists (test_pages_isolated); they leave the
-// buddy allocator (isolate_freepages_range) and the caller owns them. Either way the pageblocks
-// leave MIGRATE_ISOLATE (undo_isolate_page_range with MIGRATE_MOVABLE).
+// migrate to a page the allocator gives alloc_migration_target; an anonymous THP is isolated
+// whole (isolate_migratepages_block skips compound pages only when !cc->alloc_contig, 5.6 to
+// 6.18) and migrates to a new order-9 page, or, when none can be allocated, is split
+// (migrate_pages' -ENOMEM → try_split_thp) and its mapped pages migrate one by one; a page that
+// cannot move (pinned, kernel memory in ZONE_MOVABLE, a compound balloon block) fails the range
+// with -EBUSY, a failed target allocation with -ENOMEM. The isolated pageblocks are
+// MIGRATE_ISOLATE, so no target ever comes from the range itself (their free pages are on the
+// isolate lists, and frees into them bypass the per-cpu lists). Migrated pages stay migrated
+// on failure. On success every frame of the range is free on the isolate lists
+// (test_pages_isolated); they leave the buddy allocator (isolate_freepages_range) and the
+// caller owns them. Either way the pageblocks leave MIGRATE_ISOLATE (undo_isolate_page_range
+// with MIGRATE_MOVABLE).
 //
 // The taken frames become FrameKind.Reserved and stay counted in the zone's managed pages: the
 // caller adjusts them at once (virtio_mem_fake_offline calls adjust_managed_page_count).
 //
-// Left out: THP migration (alloc_contig_range migrates a THP whole or splits it; the model's
-// THP state is keyed by head pfn and never moves, thp.ts, so a THP fails the range), the retry
-// passes of migrate_pages (a page that fails once fails every pass here), and the batching of
-// COMPACT_CLUSTER_MAX pages (the range stops at its first unmovable page, not at the end of
-// that batch).
+// Left out: the retry passes of migrate_pages (a page that fails once fails every pass here),
+// the batching of COMPACT_CLUSTER_MAX pages (the range stops at its first unmovable page, not
+// at the end of that batch; a split THP's pages are migrated right after the split, where the
+// kernel first finishes the rest of its batch), THPs in page cache or shmem (the model has
+// none), and the thp_migration_success/fail/split events (not in vm_event.ts; the stats below
+// count the same things).
 
 import { assert } from "../core/assert.ts";
 import {
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
   MAX_PAGE_ORDER,
   MIGRATE_ISOLATE,
   MIGRATE_MOVABLE,
@@ -46,12 +55,25 @@ import {
   NO_PFN,
   ORDER_MASK,
 } from "./frame_table.ts";
-import { __GFP_HIGHMEM, __GFP_MOVABLE, __GFP_RECLAIM, __GFP_RETRY_MAYFAIL } from "./gfp.ts";
+import {
+  __GFP_HIGHMEM,
+  __GFP_MOVABLE,
+  __GFP_RECLAIM,
+  __GFP_RETRY_MAYFAIL,
+  GFP_TRANSHUGE,
+} from "./gfp.ts";
 import { type GuestMemory, zoneIndexOf, zoneOfPfn } from "./guest_memory.ts";
 import { migrateFolio } from "./migrate.ts";
 import { allocPages, freePages } from "./page_alloc.ts";
 import { putbackIsolatedPage } from "./page_isolation.ts";
 import { drainPcp } from "./pcp.ts";
+import {
+  splitThpForMigration,
+  type ThpState,
+  thpHeadOf,
+  thpPartiallyMappedQueued,
+  thpStateOf,
+} from "./thp.ts";
 import { VmEvent } from "./vm_event.ts";
 import { type Zone, ZoneType } from "./zone.ts";
 
@@ -68,12 +90,18 @@ export interface ContigRangeStats {
   calls: number;
   /** Pages of pageblocks set MIGRATE_ISOLATE (the isolation work). */
   isolatedPages: number;
-  /** Pages migrated out (pgmigrate_success for these ranges). */
+  /** Pages migrated out (pgmigrate_success for these ranges; 5.6 counts a THP as one). */
   migratedPages: number;
+  /** THPs migrated whole to a new order-9 page (thp_migration_success). */
+  thpMigrated: number;
+  /** THPs split so that their pages migrate one by one (thp_migration_split). */
+  thpSplit: number;
   /** Clean page cache pages dropped instead of migrated. */
   reclaimedPages: number;
-  /** Migration targets allocated. */
+  /** Migration targets allocated (a THP's order-9 target counts once). */
   targetAllocations: number;
+  /** Pages of the migration targets allocated (512 for a THP's). */
+  targetPages: number;
   /** Calls that failed in has_unmovable_pages (nothing was migrated). */
   failedIsolation: number;
   /** Calls that failed on a page that could not migrate. */
@@ -87,8 +115,11 @@ export function createContigRangeStats(): ContigRangeStats {
     calls: 0,
     isolatedPages: 0,
     migratedPages: 0,
+    thpMigrated: 0,
+    thpSplit: 0,
     reclaimedPages: 0,
     targetAllocations: 0,
+    targetPages: 0,
     failedIsolation: 0,
     failedMigration: 0,
     failedNoMemory: 0,
@@ -304,6 +335,17 @@ function migrationGfp(zone: Zone): number {
 }
 
 /**
+ * Models alloc_migration_target for a THP (mm/migrate.c, 6.1 and 6.18): the order-9 target is
+ * allocated with the caller's mask less __GFP_RECLAIM, plus GFP_TRANSHUGE (direct reclaim and
+ * compaction, __GFP_COMP, movable, any zone up to ZONE_MOVABLE); 5.6's new_page_nodemask
+ * (include/linux/migrate.h) adds GFP_TRANSHUGE without clearing, so it also wakes kswapd.
+ */
+function thpMigrationGfp(memory: GuestMemory, gfp: number): number {
+  const base = memory.rules.thpMigrationTargetNoKswapd ? gfp & ~__GFP_RECLAIM : gfp;
+  return base | GFP_TRANSHUGE;
+}
+
+/**
  * Models __alloc_contig_migrate_range: every allocated page of the range, in address order,
  * is reclaimed (clean page cache) or migrated; the first page that cannot move ends the range.
  */
@@ -325,7 +367,21 @@ function migrateRange(
     const kind = state & FRAME_KIND_MASK;
     if (kind === FrameKind.Free) continue;
     const compound = (state & FRAME_TAIL) !== 0 || (table.order[pfn]! & ORDER_MASK) > 0;
-    if (compound || !isMovableKind(kind)) {
+    if (compound) {
+      // isolate_migratepages_block (mm/compaction.c, 5.6 to 6.18): with cc->alloc_contig a
+      // compound LRU page is isolated whole; the range is pageblock aligned, so a THP's head
+      // comes first. A compound non-LRU page (a balloon block kept whole) is never isolated.
+      const head = (state & FRAME_TAIL) === 0 ? thpHeadOf(table, pfn) : NO_PFN;
+      if (head !== pfn) {
+        memory.events[VmEvent.pgmigrate_fail]!++;
+        return CONTIG_EBUSY;
+      }
+      const rc = migrateThp(memory, pfn, gfp, startPfn, endPfn, stats);
+      if (rc !== CONTIG_OK) return rc;
+      pfn += HPAGE_PMD_NR - 1;
+      continue;
+    }
+    if (!isMovableKind(kind)) {
       memory.events[VmEvent.pgmigrate_fail]!++;
       return CONTIG_EBUSY;
     }
@@ -334,15 +390,122 @@ function migrateRange(
       stats.reclaimedPages++;
       continue;
     }
-    const target = allocPages(memory, gfp, 0);
-    if (target === NO_PFN) {
-      memory.events[VmEvent.pgmigrate_fail]!++;
-      return CONTIG_ENOMEM;
-    }
-    stats.targetAllocations++;
-    // The source goes to the isolate lists: its pageblock is isolated.
-    migrateFolio(memory, pfn, target, 0);
-    stats.migratedPages++;
+    const rc = migrateBasePage(memory, pfn, gfp, startPfn, endPfn, stats);
+    if (rc !== CONTIG_OK) return rc;
+  }
+  return CONTIG_OK;
+}
+
+/**
+ * One order-0 page through unmap_and_move with alloc_migration_target's page: -ENOMEM when the
+ * allocator has none (migrate_pages bails out, counting the page in pgmigrate_fail).
+ */
+function migrateBasePage(
+  memory: GuestMemory,
+  pfn: number,
+  gfp: number,
+  startPfn: number,
+  endPfn: number,
+  stats: ContigRangeStats,
+): number {
+  const target = allocPages(memory, gfp, 0);
+  if (target === NO_PFN) {
+    memory.events[VmEvent.pgmigrate_fail]!++;
+    return CONTIG_ENOMEM;
+  }
+  assertOutsideRange(target, 1, startPfn, endPfn);
+  stats.targetAllocations++;
+  stats.targetPages++;
+  // The source goes to the isolate lists: its pageblock is isolated.
+  migrateFolio(memory, pfn, target, 0);
+  stats.migratedPages++;
+  return CONTIG_OK;
+}
+
+/** The isolated range is never a migration target (MIGRATE_ISOLATE pageblocks). */
+function assertOutsideRange(target: number, pages: number, startPfn: number, endPfn: number): void {
+  assert(target + pages <= startPfn || target >= endPfn, () => {
+    return `migration target ${target} inside the isolated range ${startPfn}-${endPfn}`;
+  });
+}
+
+/**
+ * Models migrate_pages (mm/migrate.c) on one anonymous THP of an alloc_contig_range range:
+ * 6.12+ first split a partially mapped THP on the deferred split queue (migrate_pages_batch);
+ * otherwise alloc_migration_target asks for a new THP and migrateFolio moves the whole folio
+ * (the mapping and THP state go with it, thp.ts thpMigrate). When that allocation fails
+ * (-ENOMEM) the THP is split (try_split_thp, 6.1: nr_thp_failed and nr_thp_split, no
+ * pgmigrate_fail) and its still-mapped pages migrate as order-0 pages.
+ */
+function migrateThp(
+  memory: GuestMemory,
+  headPfn: number,
+  gfp: number,
+  startPfn: number,
+  endPfn: number,
+  stats: ContigRangeStats,
+): number {
+  const thpState = thpStateOf(memory);
+  assert(thpState !== undefined, () => `THP ${headPfn} without a THP state`);
+  if (memory.rules.migrateSplitsPartiallyMappedThp && thpPartiallyMappedQueued(thpState, headPfn)) {
+    return migrateSplitThp(memory, thpState, headPfn, gfp, startPfn, endPfn, stats);
+  }
+  const target = allocPages(memory, thpMigrationGfp(memory, gfp), HPAGE_PMD_ORDER);
+  if (target === NO_PFN) {
+    return migrateSplitThp(memory, thpState, headPfn, gfp, startPfn, endPfn, stats);
+  }
+  assertOutsideRange(target, HPAGE_PMD_NR, startPfn, endPfn);
+  stats.targetAllocations++;
+  stats.targetPages += HPAGE_PMD_NR;
+  migrateFolio(memory, headPfn, target, HPAGE_PMD_ORDER);
+  stats.migratedPages += HPAGE_PMD_NR;
+  stats.thpMigrated++;
+  return CONTIG_OK;
+}
+
+/**
+ * The subpage (0..511) migrate_pages retries at `step` after splitting a THP, per version
+ * (kernel_version.ts thpSplitRetryOrder): 5.6 the head, then the tails 511..1; 6.1 the tails
+ * 511..1, then the head; 6.15+ the tails 1..511, then the head.
+ */
+function splitRetrySubpage(memory: GuestMemory, step: number): number {
+  switch (memory.rules.thpSplitRetryOrder) {
+    case "head-then-tails-down":
+      return step === 0 ? 0 : HPAGE_PMD_NR - step;
+    case "tails-down-then-head":
+      return HPAGE_PMD_NR - 1 - step;
+    case "tails-up-then-head":
+      return step === HPAGE_PMD_NR - 1 ? 0 : step + 1;
+  }
+}
+
+/**
+ * Models the split branch of migrate_pages: split_huge_page frees the unmapped subpages (onto
+ * the isolate lists), then the mapped ones migrate one by one, the first failed allocation
+ * ending the range with -ENOMEM.
+ */
+function migrateSplitThp(
+  memory: GuestMemory,
+  thpState: ThpState,
+  headPfn: number,
+  gfp: number,
+  startPfn: number,
+  endPfn: number,
+  stats: ContigRangeStats,
+): number {
+  const table = memory.table;
+  const owner = memory.owners.owners[table.link0[headPfn]!];
+  assert(owner !== undefined, () => `THP ${headPfn} has no owner`);
+  const firstIndex = table.link1[headPfn]!;
+  splitThpForMigration(memory, thpState, headPfn);
+  stats.thpSplit++;
+  for (let step = 0; step < HPAGE_PMD_NR; step++) {
+    const page = splitRetrySubpage(memory, step);
+    const pfn = headPfn + page;
+    // A subpage nobody mapped was freed by the split.
+    if (owner.pages[firstIndex + page] !== pfn) continue;
+    const rc = migrateBasePage(memory, pfn, gfp, startPfn, endPfn, stats);
+    if (rc !== CONTIG_OK) return rc;
   }
   return CONTIG_OK;
 }

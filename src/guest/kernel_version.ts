@@ -77,7 +77,40 @@ export interface KernelRules {
    * and every compound page was skipped.
    */
   readonly compactionFolioOrders: boolean;
+  /**
+   * Migration counts a THP as its 512 subpages in pgmigrate_success/fail and has the
+   * thp_migration_success/fail/split events (migrate_pages, "mm/vmstat: add events for THP
+   * migration without split", 1a5bae25e3cf, v5.9); 5.6 counts a migrated THP as one page.
+   */
+  readonly thpMigrationCountsSubpages: boolean;
+  /**
+   * A THP's migration target is allocated without __GFP_RECLAIM before GFP_TRANSHUGE is added
+   * (alloc_migration_target, "mm/migrate: clear __GFP_RECLAIM to make the migration callback
+   * consistent with regular THP allocations", Joonsoo Kim, v5.9), so it does not wake kswapd;
+   * 5.6's new_page_nodemask keeps GFP_USER's kswapd reclaim.
+   */
+  readonly thpMigrationTargetNoKswapd: boolean;
+  /**
+   * The order migrate_pages retries a THP's pages in after splitting it on -ENOMEM: 5.6
+   * split_huge_page_to_list(page, from) retries the head at once and appends the tails 511..1
+   * (__split_huge_page's descending loop); 6.1 try_split_thp puts tails 511..1 then the head on
+   * thp_split_pages; 6.15+ __folio_split walks folio_next (tails 1..511), try_split_folio moves
+   * the head last.
+   */
+  readonly thpSplitRetryOrder: ThpSplitRetryOrder;
+  /**
+   * migrate_pages_batch splits a partially mapped THP on the deferred split queue instead of
+   * migrating it ("mm/migrate: split source folio if it is on deferred split list", v6.10, Zi
+   * Yan; only folio_test_partially_mapped ones from v6.12, Usama Arif).
+   */
+  readonly migrateSplitsPartiallyMappedThp: boolean;
 }
+
+/** See KernelRules.thpSplitRetryOrder. */
+export type ThpSplitRetryOrder =
+  | "head-then-tails-down"
+  | "tails-down-then-head"
+  | "tails-up-then-head";
 
 const RULES: Record<KernelVersion, KernelRules> = {
   "5.6": {
@@ -100,6 +133,10 @@ const RULES: Record<KernelVersion, KernelRules> = {
     thpQueueAtFault: false,
     collapsePteMappedThp: false,
     compactionFolioOrders: false,
+    thpMigrationCountsSubpages: false,
+    thpMigrationTargetNoKswapd: false,
+    thpSplitRetryOrder: "head-then-tails-down",
+    migrateSplitsPartiallyMappedThp: false,
   },
   "6.1": {
     version: "6.1",
@@ -121,6 +158,10 @@ const RULES: Record<KernelVersion, KernelRules> = {
     thpQueueAtFault: false,
     collapsePteMappedThp: true,
     compactionFolioOrders: false,
+    thpMigrationCountsSubpages: true,
+    thpMigrationTargetNoKswapd: true,
+    thpSplitRetryOrder: "tails-down-then-head",
+    migrateSplitsPartiallyMappedThp: false,
   },
   "6.18": {
     version: "6.18",
@@ -142,6 +183,10 @@ const RULES: Record<KernelVersion, KernelRules> = {
     thpQueueAtFault: true,
     collapsePteMappedThp: true,
     compactionFolioOrders: true,
+    thpMigrationCountsSubpages: true,
+    thpMigrationTargetNoKswapd: true,
+    thpSplitRetryOrder: "tails-up-then-head",
+    migrateSplitsPartiallyMappedThp: true,
   },
 };
 

@@ -12,8 +12,10 @@
 // last mapping of a THP goes, the whole block is freed as order 9 and leaves the queue.
 //
 // State per THP lives in typed arrays indexed by pageblock (pfn >> 9): a THP head is order-9
-// aligned, so at most one THP starts in each pageblock. THPs are never migrated in this model
-// (compaction skips order-9 compound pages in every supported version), so head pfns are stable.
+// aligned, so at most one THP starts in each pageblock. Compaction never moves a THP (it skips
+// order-9 compound pages in every supported version); alloc_contig_range does (contig_range.ts):
+// a THP migrated whole hands its state to the new head (thpMigrate, called by migrate.ts
+// migrateFolio), and one that cannot get a 2 MiB target is split (splitThpForMigration).
 //
 // Call contract (for the guest's composition root and for anon.ts / khugepaged.ts):
 // - createThpState(memory) once per guest, stored beside the GuestMemory; every process of that
@@ -21,6 +23,8 @@
 // - anon.ts calls thpMapped after a THP fault, splitHugePmd / unmapThpSubpage / freeHugePage from
 //   its zap paths; khugepaged.ts calls thpMapped after a collapse and unmapThpSubpage on the PTEs
 //   it replaces. Nothing else changes these arrays.
+// - anon.ts createProcess registers how to split the process's PMDs (registerThpPmdSplitter), so
+//   that a migration's split can reach a PMD-mapped THP from its reverse map alone.
 // - Reclaim's shrink_slab (and drop_caches=2) calls deferredSplitScan(memory, thpState, n) with
 //   the shrinker batch (128 in the kernel); deferredSplitCount is the shrinker's count_objects.
 // - An unmapped subpage of a queued THP keeps its reverse map (the kernel's page->mapping stays
@@ -72,11 +76,30 @@ export interface ThpState {
   splitQueueLen: number;
   /** 6.12+: THPs are queued when created, not only when partially unmapped. */
   readonly queueAtFault: boolean;
+  /** Per owner id: splits that process's PMD over a range (anon.ts splitProcessPmd). */
+  readonly pmdSplitters: Map<number, (range: number) => void>;
+}
+
+/** Each guest's THP state, found from its memory by code that only has the reverse map. */
+const THP_STATES = new WeakMap<GuestMemory, ThpState>();
+
+/** The THP state createThpState made for `memory` (the latest one), or undefined. */
+export function thpStateOf(memory: GuestMemory): ThpState | undefined {
+  return THP_STATES.get(memory);
+}
+
+/** anon.ts createProcess: how to split this owner's PMD over a 2 MiB range (__split_huge_pmd). */
+export function registerThpPmdSplitter(
+  thpState: ThpState,
+  ownerId: number,
+  splitPmd: (range: number) => void,
+): void {
+  thpState.pmdSplitters.set(ownerId, splitPmd);
 }
 
 export function createThpState(memory: GuestMemory): ThpState {
   const blocks = memory.table.pageblockMt.length;
-  return {
+  const thpState: ThpState = {
     flags: new Uint8Array(blocks),
     ptesMapped: new Int16Array(blocks),
     queueNext: new Int32Array(blocks).fill(NO_PFN),
@@ -85,7 +108,10 @@ export function createThpState(memory: GuestMemory): ThpState {
     queueTail: NO_PFN,
     splitQueueLen: 0,
     queueAtFault: memory.rules.thpQueueAtFault,
+    pmdSplitters: new Map(),
   };
+  THP_STATES.set(memory, thpState);
+  return thpState;
 }
 
 /** The head pfn of the anon THP containing `pfn`, or NO_PFN for an order-0 page. */
@@ -106,6 +132,12 @@ export function thpHeadOf(table: FrameTable, pfn: number): number {
 /** True while the THP at `headPfn` is mapped by a PMD. */
 export function thpPmdMapped(thpState: ThpState, headPfn: number): boolean {
   return (thpState.flags[headPfn >>> pageblock_order]! & THP_PMD_MAPPED) !== 0;
+}
+
+/** The THP is on the deferred split queue because part of it was unmapped. */
+export function thpPartiallyMappedQueued(thpState: ThpState, headPfn: number): boolean {
+  const flags = thpState.flags[headPfn >>> pageblock_order]!;
+  return (flags & (THP_QUEUED | THP_PARTIALLY_MAPPED)) === (THP_QUEUED | THP_PARTIALLY_MAPPED);
 }
 
 /** Pages on the split queue, as the shrinker's count_objects (deferred_split_count) reports. */
@@ -262,4 +294,54 @@ export function deferredSplitScan(
     freed += splitHugePage(memory, thpState, block << pageblock_order);
   }
   return freed;
+}
+
+/**
+ * Models what a successful THP migration does to the THP's state (migrate_folio_move,
+ * remove_migration_ptes; mm/migrate.c, 5.6 to 6.18): the mapping moves to the new head — the PMD
+ * (remove_migration_pmd) or the PTEs still mapped, the others staying unmapped. Queue membership
+ * does not: the old folio leaves the split queue when it is freed (free_transhuge_page, 6.1;
+ * folio_undo_large_rmappable, 6.18) and the new one starts with an empty _deferred_list
+ * (prep_transhuge_page / folio_prep_large_rmappable); remove_migration_pte does not requeue it
+ * (that came with "mm: migrate: requeue destination folio on deferred split queue",
+ * 8a8ca142a488, after 6.18). Before 6.12 being queued is what "partially mapped" meant, so the
+ * new THP counts thp_deferred_split_page again when its next PTE goes (deferred_split_huge_page).
+ */
+export function thpMigrate(thpState: ThpState, oldHeadPfn: number, newHeadPfn: number): void {
+  assert((newHeadPfn & (HPAGE_PMD_NR - 1)) === 0, () => `THP head ${newHeadPfn} not aligned`);
+  const from = oldHeadPfn >>> pageblock_order;
+  const to = newHeadPfn >>> pageblock_order;
+  assert(thpState.flags[to] === 0 && thpState.ptesMapped[to] === 0, () => {
+    return `pageblock ${to} already holds a THP`;
+  });
+  const flags = thpState.flags[from]!;
+  assert((flags & THP_PMD_MAPPED) !== 0 || thpState.ptesMapped[from]! > 0, () => {
+    return `THP ${oldHeadPfn} is not mapped (no THP state for it)`;
+  });
+  if ((flags & THP_QUEUED) !== 0) queueRemove(thpState, from);
+  thpState.flags[to] = flags & THP_PMD_MAPPED;
+  thpState.ptesMapped[to] = thpState.ptesMapped[from]!;
+  thpState.flags[from] = 0;
+  thpState.ptesMapped[from] = 0;
+}
+
+/**
+ * Models the split_huge_page that migrate_pages falls back to when a THP cannot be migrated
+ * whole (split_huge_page_to_list in 5.6, try_split_thp in 6.1, try_split_folio in 6.18): a
+ * PMD-mapped THP first has its PMD split (unmap_folio → try_to_migrate with TTU_SPLIT_HUGE_PMD →
+ * __split_huge_pmd, counting thp_split_pmd), then __split_huge_page makes 512 order-0 pages,
+ * freeing the unmapped ones (splitHugePage). Returns the pages freed.
+ */
+export function splitThpForMigration(
+  memory: GuestMemory,
+  thpState: ThpState,
+  headPfn: number,
+): number {
+  if (thpPmdMapped(thpState, headPfn)) {
+    const ownerId = memory.table.link0[headPfn]!;
+    const splitPmd = thpState.pmdSplitters.get(ownerId);
+    assert(splitPmd !== undefined, () => `owner ${ownerId} of THP ${headPfn} cannot split PMDs`);
+    splitPmd(memory.table.link1[headPfn]! >>> HPAGE_PMD_ORDER);
+  }
+  return splitHugePage(memory, thpState, headPfn);
 }

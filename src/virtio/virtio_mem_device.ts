@@ -457,7 +457,7 @@ function syncGuestWork(pair: VirtioMem): void {
   work.guestReclaimPages = contig.reclaimedPages;
   work.guestAllocCalls = contig.targetAllocations + stats.memmapAllocCalls;
   work.guestAllocFailures = contig.failedNoMemory;
-  work.guestAllocPages = contig.targetAllocations + stats.memmapPagesAllocated;
+  work.guestAllocPages = contig.targetPages + stats.memmapPagesAllocated;
 }
 
 export interface VirtioMemSnapshot {
