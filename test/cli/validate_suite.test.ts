@@ -38,6 +38,7 @@ describe("validate suite summary", () => {
     expect(files.map((file) => file.replace(/.*\//, ""))).toEqual([
       "anon-no-reporting.yaml",
       "anon-reporting.yaml",
+      "deflate.yaml",
       "fragmented.yaml",
       "host-pressure.yaml",
       "hugetlbfs.yaml",
