@@ -26,6 +26,7 @@ import {
   readHostThp,
   type Verdict,
 } from "./validate_compare.ts";
+import { THP_EVENTS, type ThpBaseline, thpBaseline } from "./validate_host_counters.ts";
 import { buildInitramfs } from "./validate_initramfs.ts";
 import { checkPrerequisites, type GuestKernel, installPrerequisites } from "./validate_prereqs.ts";
 import { checkRealSteps, hostBefore, type RealRun, runRealScenario } from "./validate_real_run.ts";
@@ -58,6 +59,8 @@ export interface RealSide {
   readonly wallMs: number;
   /** QEMU's trace file (validate_trace.ts), gzipped, as it was when QEMU stopped. */
   readonly traceGz: Buffer | undefined;
+  /** Host /proc/vmstat THP events before QEMU started (validate_host_counters.ts). */
+  readonly thp: ThpBaseline | undefined;
 }
 
 /** The name of the gzipped trace file in the output directory, next to real-proc/. */
@@ -112,8 +115,10 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
     const cgroup = createQemuCgroup(knobs);
     applyHostKhugepaged(scenario, knobs);
     const backend = backendObject(scenario, workDir, knobs);
-    const before = hostBefore(cgroup);
+    const host = hostBefore(cgroup);
     const disk = pagecacheDisk(scenario, workDir);
+    // The THP events' baseline last, right before QEMU starts, after an idle window.
+    const before = { ...host, thp: await thpBaseline() };
     const trace = traceEnabled() ? join(workDir, "qemu-trace.log") : undefined;
     const args = qemuArgs(scenario, kernel, {
       initramfs,
@@ -142,6 +147,7 @@ export async function runRealSide(scenario: Scenario, kernel: GuestKernel): Prom
       knobs: [...knobs.log],
       wallMs: Date.now() - started,
       traceGz,
+      thp: before.thp,
     };
   }
 }
@@ -193,15 +199,19 @@ export function validationJson(scenario: Scenario, real: RealSide) {
             real.run.allocatedSource,
             real.run.deferredSplit[realSnapshot.name],
             real.run.trace[realSnapshot.name] !== undefined,
+            real.run.hostCounters[realSnapshot.name],
           );
+    const unmeasured = [
+      ...(real.run.trace[realSnapshot.name] === undefined
+        ? ["host.syscalls", "balloon.requests"]
+        : []),
+      ...(real.run.hostCounters[realSnapshot.name] === undefined ? ["host.counters"] : []),
+    ];
     snapshots[realSnapshot.name] = {
       model: modelSnapshot,
       real: realSnapshot,
       verdicts,
-      notMeasured:
-        real.run.trace[realSnapshot.name] === undefined
-          ? [...NOT_MEASURED, "host.syscalls", "balloon.requests"]
-          : NOT_MEASURED,
+      notMeasured: [...NOT_MEASURED, ...unmeasured],
     };
   }
   return {
@@ -219,6 +229,12 @@ export function validationJson(scenario: Scenario, real: RealSide) {
       pressure: real.run.pressure,
       traceEvents: real.traceGz === undefined ? [] : TRACE_EVENTS,
       trace: real.run.trace,
+      thpEvents: real.thp === undefined ? [] : THP_EVENTS,
+      thpBaseline:
+        real.thp === undefined
+          ? undefined
+          : { idleMs: real.thp.idleMs, idleDelta: real.thp.idleDelta },
+      hostCounters: real.run.hostCounters,
       wallMs: real.wallMs,
       stepMs: real.run.stepMs,
       log: real.run.log,

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
 import type { Scenario, ScenarioHost } from "../sim/scenario.ts";
 import type { AllocatedSource } from "./validate_cgroup.ts";
+import { COUNTER_EVENTS, COUNTER_VERDICTS } from "./validate_host_counters.ts";
 
 export const MODEL_KERNELS = ["5.6", "6.1", "6.18"] as const;
 export type ModelKernel = (typeof MODEL_KERNELS)[number];
@@ -129,6 +130,10 @@ export const TOLERANCES = {
   syscallSlack: 256,
   /** ...and of requests. */
   requestSlack: 2,
+  /** host.counters (host /proc/vmstat THP events): 5 % of the model's count, plus... */
+  hostCounters: 0.05,
+  /** ...a slack in events (THPs, splits), see docs/validation.md. */
+  hostCounterSlack: 4,
 };
 
 const LADDER_KEYS = ["hugeBoth", "guestOnly", "hostOnly", "neither", "free", "ballooned"] as const;
@@ -141,6 +146,11 @@ export function compareSnapshot(
   deferredSplit?: { readonly known: boolean; readonly note?: string },
   /** The real side counted discards and requests from QEMU's trace (validate_trace.ts). */
   traced = false,
+  /**
+   * The real side read host.counters from host /proc/vmstat (validate_host_counters.ts), with
+   * the idle window's background per counter (added to the tolerance); undefined: not read.
+   */
+  counters?: { readonly counterBackground: Readonly<Record<string, number>> },
 ): Verdict[] {
   const ram_kB = ramBytes / 1024;
   const blocks = ramBytes / (2 * 2 ** 20);
@@ -281,6 +291,9 @@ export function compareSnapshot(
       ),
     );
   }
+  if (counters !== undefined) {
+    verdicts.push(...counterVerdicts(m.counters, r.counters, counters.counterBackground));
+  }
   verdicts.push(
     verdict(
       "time.simTimeMs",
@@ -292,4 +305,33 @@ export function compareSnapshot(
     ),
   );
   return verdicts;
+}
+
+/**
+ * One verdict per model counter one host /proc/vmstat event stands for (validate_host_counters.ts),
+ * splitDeferred + splitShmem as one sum (both are thp_split_page): 5 % of the model's count plus
+ * a slack of a few events plus the host background subtracted from the real count.
+ */
+function counterVerdicts(
+  model: Readonly<Record<string, number>>,
+  real: Readonly<Record<string, number>>,
+  background: Readonly<Record<string, number>>,
+): Verdict[] {
+  return COUNTER_VERDICTS.map((fields) => {
+    const sum = (counters: Readonly<Record<string, number>>): number =>
+      fields.reduce((total, field) => total + (counters[field] ?? 0), 0);
+    const events = [...new Set(fields.flatMap((field) => COUNTER_EVENTS[field]))];
+    const modelCount = sum(model);
+    const idle = sum(background);
+    return verdict(
+      `host.counters.${fields.join("+")}`,
+      "events",
+      modelCount,
+      sum(real),
+      TOLERANCES.hostCounters * modelCount + TOLERANCES.hostCounterSlack + idle,
+      `real: host /proc/vmstat ${events.join(" + ")} since QEMU started (host-wide${
+        fields.includes("faults2m") ? ", less QEMU's own THPs" : ""
+      }${idle > 0 ? `, less ${idle} of idle-window background, also in the tolerance` : ""})`,
+    );
+  });
 }

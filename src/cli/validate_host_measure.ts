@@ -234,6 +234,8 @@ export interface HostMeasurement {
   readonly qemuRss_kB: number;
   /** QEMU's anonymous memory outside guest RAM (smaps `Anonymous` of the other mappings), kB. */
   readonly qemuOwnAnon_kB: number;
+  /** QEMU's THPs outside guest RAM (smaps `AnonHugePages` of the other mappings), kB. */
+  readonly qemuOwnThp_kB: number;
 }
 
 export function measureHost(pid: number, ramBytes: number): HostMeasurement {
@@ -244,5 +246,7 @@ export function measureHost(pid: number, ramBytes: number): HostMeasurement {
   const qemuRss_kB = mappings.reduce((sum, each) => sum + (each.fields.Rss ?? 0), 0);
   const anon_kB = mappings.reduce((sum, each) => sum + (each.fields.Anonymous ?? 0), 0);
   const qemuOwnAnon_kB = anon_kB - (mapping.fields.Anonymous ?? 0);
-  return { mapping, blocks, meminfo, qemuRss_kB, qemuOwnAnon_kB };
+  const thp_kB = mappings.reduce((sum, each) => sum + (each.fields.AnonHugePages ?? 0), 0);
+  const qemuOwnThp_kB = thp_kB - (mapping.fields.AnonHugePages ?? 0);
+  return { mapping, blocks, meminfo, qemuRss_kB, qemuOwnAnon_kB, qemuOwnThp_kB };
 }

@@ -8,7 +8,8 @@
 // reclaim from QEMU's cgroup; `pagecache` reads a file of a read-only ext4 disk made for the run
 // (validate_vm.ts); `slab` leaves pipe pages (unmovable, order 0) every `spread`-th of those
 // allocated (workload.c). At each snapshot QEMU's trace file so far gives the discard syscalls and the
-// balloon's virtqueue requests (validate_trace.ts). Steps the real side cannot do (none today) and
+// balloon's virtqueue requests (validate_trace.ts), and the host's /proc/vmstat THP events since
+// QEMU started give `host.counters` (validate_host_counters.ts). Steps the real side cannot do (none today) and
 // balloon policies other than Linux's own are refused before QEMU starts.
 
 import { existsSync, readFileSync } from "node:fs";
@@ -23,6 +24,12 @@ import {
   type QemuCgroup,
   readCgroupCharge,
 } from "./validate_cgroup.ts";
+import {
+  type HostCountersDetail,
+  hostCountersDetail,
+  readThpEvents,
+  type ThpBaseline,
+} from "./validate_host_counters.ts";
 import { type HostMeasurement, measureHost, parseMeminfo } from "./validate_host_measure.ts";
 import { hostBlocksText, parseVmstat, realSnapshotJson } from "./validate_snapshot.ts";
 import { countTrace, type TraceCounts } from "./validate_trace.ts";
@@ -90,6 +97,7 @@ interface RunState {
   /** QEMU's trace file (validate_trace.ts), if it writes one. */
   readonly traceFile: string | undefined;
   readonly trace: Record<string, TraceCounts>;
+  readonly hostCounters: Record<string, HostCountersDetail>;
 }
 
 /** How `host.deferredSplit_kB` was found at one snapshot (validation.json `real.deferredSplit`). */
@@ -175,6 +183,8 @@ export interface HostBefore {
   readonly cgroup: QemuCgroup | undefined;
   /** Host /proc/vmstat slabs_scanned. */
   readonly slabsScanned: number;
+  /** Host /proc/vmstat THP events right before QEMU starts, and the idle background. */
+  readonly thp?: ThpBaseline;
 }
 
 /** How `host.ramAllocated_kB` was found at one snapshot (validation.json `real.allocated`). */
@@ -259,6 +269,18 @@ async function snapshotStep(state: RunState, name: string): Promise<ResultSnapsh
   state.allocated[name] = allocated;
   const trace = readTrace(state);
   if (trace !== undefined) state.trace[name] = trace;
+  const thpNow = state.before.thp === undefined ? undefined : readThpEvents();
+  const counters =
+    state.before.thp === undefined || thpNow === undefined
+      ? undefined
+      : hostCountersDetail(
+          state.before.thp,
+          thpNow,
+          Date.now(),
+          host.qemuOwnThp_kB,
+          scenario.host.backing,
+        );
+  if (counters !== undefined) state.hostCounters[name] = counters;
   if (hostSlabsScanned() !== state.slabsScanned && state.queueUnknown === undefined) {
     state.queueUnknown = "host shrinkers ran outside this run's hostPressure steps";
   }
@@ -294,6 +316,7 @@ async function snapshotStep(state: RunState, name: string): Promise<ResultSnapsh
     balloonTargetBytes: state.targetBytes,
     balloonTimeMs: state.balloonTimeMs,
     trace,
+    counters: counters?.counters,
   });
 }
 
@@ -417,6 +440,8 @@ export interface RealRun {
   readonly pressure: readonly PressureResult[];
   /** QEMU's trace events counted per snapshot (empty without a trace file). */
   readonly trace: Readonly<Record<string, TraceCounts>>;
+  /** `host.counters` per snapshot from host /proc/vmstat (empty when not read). */
+  readonly hostCounters: Readonly<Record<string, HostCountersDetail>>;
 }
 
 /** Host MemFree and hugetlb pages in use now (taken before QEMU starts). */
@@ -459,6 +484,7 @@ export async function runRealScenario(
     pagecacheFiles,
     traceFile,
     trace: {},
+    hostCounters: {},
   };
   for (const command of guestSettingCommands(scenario)) {
     await vm.guest.command(command, 60_000);
@@ -487,5 +513,6 @@ export async function runRealScenario(
     deferredSplit: state.deferredSplit,
     pressure: state.pressure,
     trace: state.trace,
+    hostCounters: state.hostCounters,
   };
 }

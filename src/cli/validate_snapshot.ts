@@ -3,10 +3,13 @@
 // workload; the host side from validate_host_measure.ts; the balloon from QMP query-balloon.
 // The ladder combines the guest's /proc/kpageflags per 2 MiB block (the workload's `kpageflags`)
 // with the host's huge pages per block; the discard syscalls and balloon requests from QEMU's
-// trace events (validate_trace.ts). What the real side cannot measure (yet) is 0 and named in
-// `notMeasured`, and the comparison gives it no verdict.
+// trace events (validate_trace.ts); `host.counters` from the host's /proc/vmstat THP events
+// (validate_host_counters.ts: only the fields one event stands for). What the real side cannot
+// measure (yet) is 0 (or left out of `counters`) and named in `notMeasured`, and the comparison
+// gives it no verdict.
 
 import type { ResultSnapshotJson } from "../sim/result_json.ts";
+import { UNMAPPED_COUNTERS } from "./validate_host_counters.ts";
 import { type HostMeasurement, parseMeminfo } from "./validate_host_measure.ts";
 import type { TraceCounts } from "./validate_trace.ts";
 
@@ -61,12 +64,17 @@ export interface RealSnapshotInput {
   readonly balloonTimeMs: number;
   /** QEMU's trace events so far: discard syscalls and balloon requests (validate_trace.ts). */
   readonly trace?: Pick<TraceCounts, "madvise" | "fallocate" | "requests">;
+  /** The model's HostCounters fields measured from host /proc/vmstat (validate_host_counters.ts). */
+  readonly counters?: Readonly<Record<string, number>>;
 }
 
-/** Fields of the snapshot format the real side does not measure. */
+/**
+ * Fields of the snapshot format the real side does not measure: `host.counters` only has the
+ * fields one host /proc/vmstat event stands for; the others are named here one by one.
+ */
 export const NOT_MEASURED: readonly string[] = [
   "host.residentByCause_kB",
-  "host.counters",
+  ...UNMAPPED_COUNTERS.map((field) => `host.counters.${field}`),
   "balloon.device",
 ];
 
@@ -151,7 +159,7 @@ export function realSnapshotJson(input: RealSnapshotInput): ResultSnapshotJson {
       syscalls: { madvise: input.trace?.madvise ?? 0, fallocate: input.trace?.fallocate ?? 0 },
       memFree_kB: input.host.meminfo.MemFree ?? 0,
       residentByCause_kB: {},
-      counters: {},
+      counters: { ...input.counters },
     },
     balloon: {
       pagesInflated: Math.round((input.ramBytes - input.balloonActualBytes) / 4096),

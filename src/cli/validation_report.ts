@@ -29,6 +29,13 @@ export interface ValidationView {
     readonly log?: readonly string[];
     /** QEMU trace events the run enabled (validate_trace.ts); empty or absent: no trace. */
     readonly traceEvents?: readonly string[];
+    /** Host /proc/vmstat THP events read for host.counters (validate_host_counters.ts). */
+    readonly thpEvents?: readonly string[];
+    /** The idle window before QEMU started: its length and the events' deltas over it. */
+    readonly thpBaseline?: {
+      readonly idleMs: number;
+      readonly idleDelta: Readonly<Record<string, number>>;
+    };
     readonly wallMs: number;
   };
   readonly model: { readonly guestKernel: string; readonly hostKernel: string };
@@ -126,6 +133,7 @@ function settingsTable(view: ValidationView): string {
       "QEMU trace (discards, balloon requests; qemu-trace.log.gz)",
       view.real.traceEvents?.join(", ") || "off",
     ],
+    ["host counters (host /proc/vmstat, host-wide)", hostCountersSetting(view)],
     ["model kernels", `guest ${view.model.guestKernel}, host ${view.model.hostKernel}`],
     ["real side wall time", `${view.real.wallMs} ms`],
   ];
@@ -134,6 +142,21 @@ function settingsTable(view: ValidationView): string {
   }
   const cells = rows.map(([key, value]) => [escapeHtml(key), escapeHtml(value)]);
   return tableHtml(["setting", "value"], cells, "settings");
+}
+
+/** The events read for host.counters and the background the idle window saw. */
+function hostCountersSetting(view: ValidationView): string {
+  const events = view.real.thpEvents ?? [];
+  if (events.length === 0) return "not read";
+  const baseline = view.real.thpBaseline;
+  const moved = Object.entries(baseline?.idleDelta ?? {}).filter(([, delta]) => delta !== 0);
+  const background =
+    baseline === undefined
+      ? ""
+      : `; idle ${baseline.idleMs} ms before QEMU: ${
+          moved.map(([event, delta]) => `${event} +${delta}`).join(", ") || "no event moved"
+        }`;
+  return `${events.join(", ")}${background}`;
 }
 
 function number(value: number): string {
