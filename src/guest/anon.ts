@@ -13,6 +13,15 @@
 // freed at once. Invariants: owner.residentPages is the number of indexes with a pfn;
 // owner.hugePages is 512 times the number of PMD_HUGE ranges.
 //
+// Page tables. `pageTables` is a FrameKind.Kernel owner (KernelUse.PageTable: meminfo
+// PageTables) with one slot per 2 MiB range, holding that range's PTE table page: it has a page
+// exactly where pmd[range] !== PMD_NONE. A 4 KiB fault in a PMD_NONE range allocates it before
+// the page (pte_alloc); a THP fault allocates it right after the THP and deposits it
+// (pgtable_trans_huge_deposit); a PMD split withdraws the deposit as the range's PTE table;
+// khugepaged deposits the existing table; zap_huge_pmd frees the deposit; exit frees the rest
+// after the pages (free_pgtables). PMD, PUD and P4D pages (one per 1 GiB, 512 GiB, ...) and the
+// PGD are left out.
+//
 // Left out: the huge zero page on read faults (usemem writes), OOM (a failed 4 KiB fault stops
 // the touch and reports the shortfall), VM_NOHUGEPAGE and prctl, mTHP orders, swap, and
 // unaligned VMA starts (the whole VMA is assumed to start on a 2 MiB boundary, as
@@ -30,7 +39,8 @@ import {
   GFP_TRANSHUGE_LIGHT,
 } from "./gfp.ts";
 import type { GuestMemory, ThpDefrag } from "./guest_memory.ts";
-import { createOwner, type Owner } from "./owners.ts";
+import { allocPageTablePage, freePageTablePage } from "./kernel_alloc.ts";
+import { createOwner, KernelUse, type Owner } from "./owners.ts";
 import { allocPages, assignFrames, freePages } from "./page_alloc.ts";
 import {
   freeHugePage,
@@ -62,6 +72,8 @@ export interface Process {
   readonly sizePages: number;
   /** Per 2 MiB range: PMD_NONE, PMD_TABLE or PMD_HUGE. */
   readonly pmd: Uint8Array;
+  /** The PTE table pages (KernelUse.PageTable), slot = 2 MiB range: present iff pmd !== NONE. */
+  readonly pageTables: Owner;
   /** The guest's THP state (deferred split queue). */
   readonly thpState: ThpState;
   /** exit_mmap ran: nothing is mapped any more. */
@@ -91,13 +103,23 @@ export function createProcess(
     (memory.thpEnabled === "always" || (memory.thpEnabled === "madvise" && options.thp));
   const faultOrder = eligible ? HPAGE_PMD_ORDER : 0;
   const owner = createOwner(memory.owners, FrameKind.Anon, name, sizePages, faultOrder);
+  const ranges = Math.ceil(sizePages / HPAGE_PMD_NR);
+  const pageTables = createOwner(
+    memory.owners,
+    FrameKind.Kernel,
+    `${name} page tables`,
+    ranges,
+    0,
+    KernelUse.PageTable,
+  );
   const process: Process = {
     owner,
     name,
     thp: options.thp,
     noHugepage,
     sizePages,
-    pmd: new Uint8Array(Math.ceil(sizePages / HPAGE_PMD_NR)),
+    pmd: new Uint8Array(ranges),
+    pageTables,
     thpState: options.thpState,
     exited: false,
   };
@@ -154,37 +176,68 @@ export function touchProcess(
       continue;
     }
     const range = index >>> HPAGE_PMD_ORDER;
-    if (process.pmd[range] === PMD_NONE && doHugePmdAnonymousPage(memory, process, range)) {
-      index = (range + 1) << HPAGE_PMD_ORDER;
-      continue;
+    if (process.pmd[range] === PMD_NONE) {
+      const huge = doHugePmdAnonymousPage(memory, process, range);
+      if (huge === THP_FAULT_MAPPED) {
+        index = (range + 1) << HPAGE_PMD_ORDER;
+        continue;
+      }
+      if (huge === THP_FAULT_OOM) return shortfallFrom(process, index, endIndex);
     }
-    if (!doAnonymousPage(memory, process, index)) {
-      let shortfall = 0;
-      for (let i = index; i < endIndex; i++) if (pages[i] === NO_PFN) shortfall++;
-      return shortfall;
-    }
+    if (!doAnonymousPage(memory, process, index)) return shortfallFrom(process, index, endIndex);
     index++;
   }
   return 0;
 }
 
-// Models do_huge_pmd_anonymous_page (mm/huge_memory.c): true when a THP now maps the range;
-// false leaves the caller to fall back to a 4 KiB fault (VM_FAULT_FALLBACK).
-function doHugePmdAnonymousPage(memory: GuestMemory, process: Process, range: number): boolean {
+// The absent pages of [index, endIndex): what a touch stopped by an OOM fault could not map.
+function shortfallFrom(process: Process, index: number, endIndex: number): number {
+  const pages = process.owner.pages;
+  let shortfall = 0;
+  for (let i = index; i < endIndex; i++) if (pages[i] === NO_PFN) shortfall++;
+  return shortfall;
+}
+
+/** do_huge_pmd_anonymous_page's outcomes: VM_FAULT_FALLBACK, a PMD-mapped THP, VM_FAULT_OOM. */
+const THP_FAULT_FALLBACK = 0;
+const THP_FAULT_MAPPED = 1;
+const THP_FAULT_OOM = 2;
+
+// Models do_huge_pmd_anonymous_page (mm/huge_memory.c): THP_FAULT_MAPPED when a THP now maps
+// the range; THP_FAULT_FALLBACK leaves the caller to fall back to a 4 KiB fault.
+function doHugePmdAnonymousPage(memory: GuestMemory, process: Process, range: number): number {
   const firstIndex = range << HPAGE_PMD_ORDER;
   // transhuge_vma_suitable: the aligned 2 MiB must lie inside the VMA.
-  if (firstIndex + HPAGE_PMD_NR > process.sizePages) return false;
-  if (!thpAllowed(memory, process)) return false;
+  if (firstIndex + HPAGE_PMD_NR > process.sizePages) return THP_FAULT_FALLBACK;
+  if (!thpAllowed(memory, process)) return THP_FAULT_FALLBACK;
   const gfp = vmaThpGfpMask(memory.config.thpDefrag, process.thp);
   const pfn = allocPages(memory, gfp, HPAGE_PMD_ORDER);
   if (pfn === NO_PFN) {
     memory.events[VmEvent.thp_fault_fallback]!++;
-    return false;
+    return THP_FAULT_FALLBACK;
   }
   mapHugePage(memory, process, range, pfn);
+  // __do_huge_pmd_anonymous_page (6.1): pte_alloc_one after the THP, deposited with the PMD.
+  if (!allocPageTablePage(memory, process.pageTables, range)) {
+    // The release path: the fresh THP goes back, VM_FAULT_OOM (no fallback).
+    unmapFreshHugePage(memory, process, range);
+    return THP_FAULT_OOM;
+  }
   memory.events[VmEvent.thp_fault_alloc]!++;
   memory.events[VmEvent.pgfault]!++;
-  return true;
+  return THP_FAULT_MAPPED;
+}
+
+// Undoes mapHugePage for a THP fault whose page table allocation failed (put_page on release).
+function unmapFreshHugePage(memory: GuestMemory, process: Process, range: number): void {
+  const owner = process.owner;
+  const firstIndex = range << HPAGE_PMD_ORDER;
+  const headPfn = owner.pages[firstIndex]!;
+  owner.pages.fill(NO_PFN, firstIndex, firstIndex + HPAGE_PMD_NR);
+  owner.residentPages -= HPAGE_PMD_NR;
+  owner.hugePages -= HPAGE_PMD_NR;
+  process.pmd[range] = PMD_NONE;
+  freeHugePage(memory, process.thpState, headPfn);
 }
 
 /**
@@ -212,12 +265,18 @@ export function mapHugePage(
 
 // Models do_anonymous_page (mm/memory.c): one zeroed 4 KiB page, GFP_HIGHUSER_MOVABLE.
 function doAnonymousPage(memory: GuestMemory, process: Process, index: number): boolean {
+  const range = index >>> HPAGE_PMD_ORDER;
+  if (process.pmd[range] === PMD_NONE) {
+    // do_anonymous_page (6.1): pte_alloc → __pte_alloc → pte_alloc_one before the page; the
+    // table stays (pmd_populate) even if the page allocation then fails.
+    if (!allocPageTablePage(memory, process.pageTables, range)) return false;
+    process.pmd[range] = PMD_TABLE;
+  }
   const pfn = allocPages(memory, GFP_HIGHUSER_MOVABLE, 0);
   if (pfn === NO_PFN) return false;
   assignFrames(memory, pfn, 0, FrameKind.Anon, process.owner.id, index);
   process.owner.pages[index] = pfn;
   process.owner.residentPages++;
-  process.pmd[index >>> HPAGE_PMD_ORDER] = PMD_TABLE;
   memory.events[VmEvent.pgfault]!++;
   return true;
 }
@@ -264,9 +323,11 @@ export function freeRange(
     } else if (pmd !== PMD_NONE) {
       if (pmd === PMD_HUGE) splitProcessPmd(memory, process, range);
       freed += zapPteRange(memory, process, index, rangeEnd);
-      // reclaim_pt_is_enabled: the zap covered the whole PMD and left the table empty.
+      // reclaim_pt_is_enabled: the zap covered the whole PMD and left the table empty
+      // (try_to_free_pte frees the PTE table page).
       if (ptReclaim && whole && process.pmd[range] === PMD_TABLE) {
         process.pmd[range] = PMD_NONE;
+        freePageTablePage(memory, process.pageTables, range);
       }
     }
     index = rangeEnd;
@@ -287,16 +348,23 @@ export function exitProcess(memory: GuestMemory, process: Process): number {
       const rangeEnd = Math.min(rangeStart + HPAGE_PMD_NR, process.sizePages);
       freed += zapPteRange(memory, process, rangeStart, rangeEnd);
     }
+  }
+  // free_pgtables (mm/memory.c, 6.1) after unmap_vmas: the PTE tables go, in address order.
+  for (let range = 0; range < process.pmd.length; range++) {
+    if (process.pmd[range] === PMD_TABLE) freePageTablePage(memory, process.pageTables, range);
     process.pmd[range] = PMD_NONE;
   }
   assert(process.owner.residentPages === 0, "pages left mapped after exit");
   assert(process.owner.hugePages === 0, "huge pages left mapped after exit");
+  assert(process.pageTables.residentPages === 0, "page tables left after exit");
   process.owner.released = true;
+  process.pageTables.released = true;
   process.exited = true;
   return freed;
 }
 
-// Models zap_huge_pmd (mm/huge_memory.c): the PMD is cleared and the THP freed whole.
+// Models zap_huge_pmd (mm/huge_memory.c): the PMD is cleared, the deposited table freed at once
+// (zap_deposited_table → pte_free, 6.1) and then the THP freed whole (tlb_remove_page_size).
 function zapHugePmd(memory: GuestMemory, process: Process, range: number): number {
   const owner = process.owner;
   const firstIndex = range << HPAGE_PMD_ORDER;
@@ -305,11 +373,15 @@ function zapHugePmd(memory: GuestMemory, process: Process, range: number): numbe
   owner.residentPages -= HPAGE_PMD_NR;
   owner.hugePages -= HPAGE_PMD_NR;
   process.pmd[range] = PMD_NONE;
+  freePageTablePage(memory, process.pageTables, range);
   freeHugePage(memory, process.thpState, headPfn);
   return HPAGE_PMD_NR;
 }
 
-/** Models __split_huge_pmd for a process's range: the THP stays, now mapped by 512 PTEs. */
+/**
+ * Models __split_huge_pmd for a process's range: the THP stays, now mapped by 512 PTEs in the
+ * deposited table (__split_huge_pmd_locked: pgtable_trans_huge_withdraw + pmd_populate, 6.1).
+ */
 export function splitProcessPmd(memory: GuestMemory, process: Process, range: number): void {
   assert(process.pmd[range] === PMD_HUGE, () => `range ${range} is not PMD-mapped`);
   const headPfn = process.owner.pages[range << HPAGE_PMD_ORDER]!;

@@ -56,3 +56,32 @@ export function allocKernelMemory(
   }
   return { owner, missingPages };
 }
+
+/**
+ * GFP_PGTABLE_USER (include/asm-generic/pgalloc.h, 6.1): GFP_KERNEL_ACCOUNT | __GFP_ZERO. The
+ * accounting and the zeroing do not change where the page comes from: unmovable, may reclaim.
+ */
+export const GFP_PGTABLE_USER = GFP_KERNEL;
+
+/**
+ * Models pte_alloc_one → __pte_alloc_one (include/asm-generic/pgalloc.h, 6.1): one order-0
+ * GFP_PGTABLE_USER page for a PTE table, kept by `owner` (a FrameKind.Kernel owner with
+ * KernelUse.PageTable) at slot `index`. False when the allocation failed (VM_FAULT_OOM).
+ */
+export function allocPageTablePage(memory: GuestMemory, owner: Owner, index: number): boolean {
+  const pfn = allocPages(memory, GFP_PGTABLE_USER, 0);
+  if (pfn === NO_PFN) return false;
+  assignFrames(memory, pfn, 0, FrameKind.Kernel, owner.id, index);
+  owner.pages[index] = pfn;
+  owner.residentPages++;
+  return true;
+}
+
+/** Models pte_free (include/asm-generic/pgalloc.h, 6.1): the table's page goes back at once. */
+export function freePageTablePage(memory: GuestMemory, owner: Owner, index: number): void {
+  const pfn = owner.pages[index]!;
+  assert(pfn !== NO_PFN, () => `${owner.name}: no page table at slot ${index}`);
+  owner.pages[index] = NO_PFN;
+  owner.residentPages--;
+  freePages(memory, pfn, 0);
+}

@@ -277,6 +277,8 @@ function collapseHugePage(
     return SCAN_FAIL;
   }
   releaseOldPages(memory, thpState, process, range);
+  // collapse_huge_page (6.1): the range's PTE table (pmd_pgtable of the collapsed PMD) is
+  // deposited under the new PMD (pgtable_trans_huge_deposit): no table is allocated or freed.
   mapHugePage(memory, process, range, pfn);
   return SCAN_SUCCEED;
 }
