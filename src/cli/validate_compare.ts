@@ -156,6 +156,7 @@ export function compareSnapshot(
   const blocks = ramBytes / (2 * 2 ** 20);
   const m = model.host;
   const r = real.host;
+  const fromMemFree = allocatedSource === "memfree";
   const verdicts = [
     verdict(
       "host.ramResident_kB",
@@ -164,23 +165,16 @@ export function compareSnapshot(
       r.ramResident_kB,
       TOLERANCES.resident * ram_kB,
     ),
-    allocatedSource === "memfree"
-      ? verdict(
-          "host.ramAllocated_kB",
-          "kB",
-          m.ramAllocated_kB,
-          r.ramAllocated_kB,
-          0.1 * ram_kB,
-          "info: real value is estimated from host MemFree (noisy)",
-        )
-      : verdict(
-          "host.ramAllocated_kB",
-          "kB",
-          m.ramAllocated_kB,
-          r.ramAllocated_kB,
-          TOLERANCES.allocated * ram_kB,
-          `real value from QEMU's memory cgroup (${allocatedSource})`,
-        ),
+    verdict(
+      "host.ramAllocated_kB",
+      "kB",
+      m.ramAllocated_kB,
+      r.ramAllocated_kB,
+      (fromMemFree ? 0.1 : TOLERANCES.allocated) * ram_kB,
+      fromMemFree
+        ? "info: real value is estimated from host MemFree (noisy)"
+        : `real value from QEMU's memory cgroup (${allocatedSource})`,
+    ),
     verdict("host.ramThp_kB", "kB", m.ramThp_kB, r.ramThp_kB, TOLERANCES.thp * ram_kB),
   ];
   if (deferredSplit !== undefined) {

@@ -230,6 +230,11 @@ function doHugePmdAnonymousPage(memory: GuestMemory, process: Process, range: nu
 
 // Undoes mapHugePage for a THP fault whose page table allocation failed (put_page on release).
 function unmapFreshHugePage(memory: GuestMemory, process: Process, range: number): void {
+  freeHugePage(memory, process.thpState, clearHugePmd(process, range));
+}
+
+/** Clears the PMD mapping of `range` and the owner's pages under it; returns the THP's head. */
+function clearHugePmd(process: Process, range: number): number {
   const owner = process.owner;
   const firstIndex = range << HPAGE_PMD_ORDER;
   const headPfn = owner.pages[firstIndex]!;
@@ -237,7 +242,7 @@ function unmapFreshHugePage(memory: GuestMemory, process: Process, range: number
   owner.residentPages -= HPAGE_PMD_NR;
   owner.hugePages -= HPAGE_PMD_NR;
   process.pmd[range] = PMD_NONE;
-  freeHugePage(memory, process.thpState, headPfn);
+  return headPfn;
 }
 
 /**
@@ -366,13 +371,7 @@ export function exitProcess(memory: GuestMemory, process: Process): number {
 // Models zap_huge_pmd (mm/huge_memory.c): the PMD is cleared, the deposited table freed at once
 // (zap_deposited_table → pte_free, 6.1) and then the THP freed whole (tlb_remove_page_size).
 function zapHugePmd(memory: GuestMemory, process: Process, range: number): number {
-  const owner = process.owner;
-  const firstIndex = range << HPAGE_PMD_ORDER;
-  const headPfn = owner.pages[firstIndex]!;
-  owner.pages.fill(NO_PFN, firstIndex, firstIndex + HPAGE_PMD_NR);
-  owner.residentPages -= HPAGE_PMD_NR;
-  owner.hugePages -= HPAGE_PMD_NR;
-  process.pmd[range] = PMD_NONE;
+  const headPfn = clearHugePmd(process, range);
   freePageTablePage(memory, process.pageTables, range);
   freeHugePage(memory, process.thpState, headPfn);
   return HPAGE_PMD_NR;

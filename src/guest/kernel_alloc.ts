@@ -57,6 +57,18 @@ export function allocKernelMemory(
   return { owner, missingPages };
 }
 
+/** Frees every page of an order-0 kernel allocation (kfree of the lot, put_page each). */
+export function freeKernelMemory(memory: GuestMemory, owner: Owner): void {
+  for (let index = 0; index < owner.pages.length; index++) {
+    const pfn = owner.pages[index]!;
+    if (pfn === NO_PFN) continue;
+    freePages(memory, pfn, 0);
+    owner.pages[index] = NO_PFN;
+  }
+  owner.residentPages = 0;
+  owner.released = true;
+}
+
 /**
  * GFP_PGTABLE_USER (include/asm-generic/pgalloc.h, 6.1): GFP_KERNEL_ACCOUNT | __GFP_ZERO. The
  * accounting and the zeroing do not change where the page comes from: unmovable, may reclaim.

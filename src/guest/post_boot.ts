@@ -10,11 +10,9 @@
 // reservations already; what is left is driven by the modules, devices and rootfs, not by RAM.
 
 import { PAGE_SIZE } from "../core/limits.ts";
-import { NO_PFN } from "./frame_table.ts";
 import type { GuestMemory } from "./guest_memory.ts";
-import { allocKernelMemory } from "./kernel_alloc.ts";
+import { allocKernelMemory, freeKernelMemory } from "./kernel_alloc.ts";
 import { KernelUse, type Owner } from "./owners.ts";
-import { freePages } from "./page_alloc.ts";
 import { writeTmpfsFile } from "./page_cache.ts";
 
 const KiB = 1024;
@@ -108,14 +106,5 @@ export function allocPostBootKernel(memory: GuestMemory, totalBytes: number): vo
     }
   }
   // free_reserved_area: the init memory goes back page by page through the per-cpu lists.
-  for (const owner of toPcp) {
-    for (let index = 0; index < owner.pages.length; index++) {
-      const pfn = owner.pages[index]!;
-      if (pfn === NO_PFN) continue;
-      freePages(memory, pfn, 0);
-      owner.pages[index] = NO_PFN;
-    }
-    owner.residentPages = 0;
-    owner.released = true;
-  }
+  for (const owner of toPcp) freeKernelMemory(memory, owner);
 }
